@@ -1,0 +1,24 @@
+// Command orchard builds and verifies the embedded Metal flash-attention
+// runtime: environment check, shader compile, kernel build, smoke
+// forward/backward against a float64 reference, and log inspection.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Set by the release build (-ldflags -X main.version=… -X main.commit=… -X main.date=…).
+var (
+	version = "dev"
+	commit  = "none"
+	date    = "unknown"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], systemIOStreams()))
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orchardkit/orchard/checks"
+)
+
+// These tests run the real pipeline: the real cmake and compiler build the
+// embedded runtime, and the real kernels run on the emu backend.
+
+// TestMain lets a test re-execute this binary as orchard itself (for real
+// signals and exit codes): ORCHARD_TEST_AS_MAIN=1 runs main.
+func TestMain(m *testing.M) {
+	if os.Getenv("ORCHARD_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// orchardCmd returns a command running this test binary as orchard.
+func orchardCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "ORCHARD_TEST_AS_MAIN=1", "NO_COLOR=1")
+	return cmd
+}
+
+func runJSON(t *testing.T, args ...string) (*checks.Report, int, string) {
+	t.Helper()
+	cmd := orchardCmd(append(args, "--json")...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	code := 0
+	var xe *exec.ExitError
+	if errors.As(err, &xe) {
+		code = xe.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var r checks.Report
+	if jerr := json.Unmarshal(out, &r); jerr != nil {
+		t.Fatalf("%v: stdout is not one JSON document (%v):\n%s\nstderr:\n%s", args, jerr, out, stderr.String())
+	}
+	return &r, code, stderr.String()
+}
+
+func stepByName(r *checks.Report, name string) checks.StepSummary {
+	for _, s := range r.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	return checks.StepSummary{Name: name, Status: "absent"}
+}
+
+func reportCheck(r *checks.Report, id string) checks.Check {
+	for _, c := range r.Checks {
+		if c.ID == id {
+			return c
+		}
+	}
+	return checks.Check{ID: id, Status: "absent"}
+}
+
+func TestRebuildCachesVerifiesAndForces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the runtime (-short)")
+	}
+	dir := t.TempDir()
+	r, code, stderr := runJSON(t, "rebuild", "--build-dir", dir)
+	if code != 0 || !r.OK {
+		t.Fatalf("first rebuild: exit %d ok=%v\n%+v\nstderr:\n%s", code, r.OK, r.Checks, stderr)
+	}
+	for _, id := range []string{"toolchain.cmake", "toolchain.cxx", "shaders", "kernel", "runtime-loads", "forward", "backward"} {
+		if c := reportCheck(r, id); c.Status != checks.Pass {
+			t.Errorf("check %s: %s %v", id, c.Status, c.Evidence)
+		}
+	}
+	for _, s := range r.Steps {
+		if s.Cached {
+			t.Errorf("first run: step %s cached", s.Name)
+		}
+	}
+	if r.Backend != "emu" || r.BuildDir != dir {
+		t.Errorf("backend %q build dir %q", r.Backend, r.BuildDir)
+	}
+
+	r, code, _ = runJSON(t, "rebuild", "--build-dir", dir, "--explain")
+	if code != 0 {
+		t.Fatalf("second rebuild: exit %d", code)
+	}
+	for _, name := range []string{"shaders", "kernel", "smoke"} {
+		if s := stepByName(r, name); !s.Cached || !strings.HasPrefix(s.Explain, "cached:") {
+			t.Errorf("second run: step %s not cached: %+v", name, s)
+		}
+	}
+	if s := stepByName(r, "toolchain"); s.Cached {
+		t.Error("the toolchain check must run every time")
+	}
+
+	r, code, _ = runJSON(t, "verify", "--build-dir", dir)
+	if code != 0 || !r.OK {
+		t.Fatalf("verify: exit %d %+v", code, r.Checks)
+	}
+	for _, s := range r.Steps {
+		if s.Cached {
+			t.Errorf("verify used the cache for %s", s.Name)
+		}
+	}
+	if c := reportCheck(r, "forward"); c.Status != checks.Pass {
+		t.Errorf("verify forward: %+v", c)
+	}
+
+	// Deleting an output reruns the step that made it, and only what follows.
+	runner := filepath.Join(dir, "cmake", "orchard-runner-emu")
+	if err := os.Remove(runner); err != nil {
+		t.Fatal(err)
+	}
+	r, code, _ = runJSON(t, "rebuild", "--build-dir", dir)
+	if s := stepByName(r, "kernel"); code != 0 || s.Cached || !strings.Contains(s.Explain, "missing") {
+		t.Errorf("after deleting the runner: exit %d kernel %+v", code, s)
+	}
+	if s := stepByName(r, "shaders"); !s.Cached {
+		t.Errorf("shaders reran although nothing it depends on changed: %+v", s)
+	}
+
+	r, code, _ = runJSON(t, "rebuild", "--build-dir", dir, "--force")
+	if code != 0 {
+		t.Fatalf("--force: exit %d", code)
+	}
+	for _, s := range r.Steps {
+		if s.Cached {
+			t.Errorf("--force: step %s cached", s.Name)
+		}
+	}
+}
+
+func TestVerifyWithoutBuildSaysRebuild(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runCLI(t, nil, "verify", "--build-dir", dir)
+	if code != exitEnvironment || out != "" || !strings.Contains(errOut, "run 'orchard rebuild' first") {
+		t.Fatalf("verify on an empty dir: %d %q %q", code, out, errOut)
+	}
+}
+
+// descendants lists the pids whose parent chain leads to pid.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 {
+			parent[p], _ = strconv.Atoi(f[1])
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z"
+}
+
+func TestRebuildSIGINTKillsChildrenExits130AndRerunWorks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the runtime (-short)")
+	}
+	dir := t.TempDir()
+	cmd := orchardCmd("rebuild", "--build-dir", dir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the kernel step's compiler is running.
+	started := make(chan struct{})
+	var once sync.Once
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "==> kernel") {
+				once.Do(func() { close(started) })
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("the kernel step never started")
+	}
+	var kids []int
+	deadline := time.Now().Add(time.Minute)
+	for len(kids) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		kids = descendants(cmd.Process.Pid)
+	}
+	if len(kids) == 0 {
+		t.Fatal("no child process seen during the kernel build")
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var xe *exec.ExitError
+	if !errors.As(err, &xe) || xe.ExitCode() != 130 {
+		t.Fatalf("exit after SIGINT: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, k := range kids {
+		if alive(k) {
+			t.Errorf("child %d survived the interrupt", k)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stamps", "kernel.json")); !os.IsNotExist(err) {
+		t.Errorf("the interrupted kernel step left a stamp (%v)", err)
+	}
+	r, code, stderrText := runJSON(t, "rebuild", "--build-dir", dir)
+	if code != 0 || !r.OK {
+		t.Fatalf("rerun after the interrupt: exit %d\n%s", code, stderrText)
+	}
+}

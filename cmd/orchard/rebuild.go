@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"math/rand/v2"
+
+	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/logs"
+	"github.com/orchardkit/orchard/metalkern"
+	"github.com/orchardkit/orchard/steps"
+	"github.com/spf13/cobra"
+)
+
+// RebuildOptions holds `orchard rebuild`'s inputs.
+type RebuildOptions struct {
+	F *Factory
+	ReportOptions
+	Force   bool
+	NoWait  bool
+	Fix     bool
+	Race    bool
+	Seed    uint64
+	Timeout time.Duration
+	seedSet bool
+}
+
+func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command {
+	opts := &RebuildOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Check the environment, build the runtime and verify it",
+		Long: `Run the rebuild pipeline and print a checklist of results:
+
+  toolchain      environment check (CMake, a C++20 compiler; on macOS the Metal toolchain and GPU)
+  shaders        compile each .metal file (emu: pre-pass + C++; Mac: xcrun metal + metallib)
+  kernel         CMake configure + build of the runner
+  runtime-loads  the runner starts and reports the requested backend and every kernel
+  smoke          forward/backward of the built-in suite against a float64 reference
+  logs           this run's kernel-call log lines: every dispatch logged, no errors or
+                 CPU fallbacks, on the requested backend
+  races          (--race) a few cases under ThreadSanitizer, with the .metal line of a race
+
+Each step is cached: a step whose inputs, commands, tool versions and
+allowlisted environment are unchanged, and whose outputs still exist, is not
+run again. --force reruns everything; --explain says why each step ran.
+
+Two runs on one build dir never interleave: the second waits (or, with
+--no-wait, fails at once).`,
+		Example: `  orchard rebuild
+  orchard rebuild --fix          # install what is missing first (asks nothing)
+  orchard rebuild --explain
+  orchard rebuild --json > report.json
+  orchard rebuild --junit orchard.xml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.seedSet = cmd.Flags().Changed("seed")
+			if opts.Timeout < 0 {
+				return usageErrorf("--timeout must be positive")
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runRebuild(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&opts.Force, "force", false, "rerun every step, ignoring the cache")
+	fl.BoolVar(&opts.Explain, "explain", false, "say why each step ran or was reused")
+	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once if another run is using the build dir")
+	fl.BoolVar(&opts.Fix, "fix", false, "install missing tools first (runs the commands 'orchard doctor --fix' prints)")
+	fl.BoolVar(&opts.Race, "race", false, "also build the ThreadSanitizer runner and run a few cases under it (emu)")
+	fl.Uint64Var(&opts.Seed, "seed", 0, "seed for the smoke inputs (default: a fresh one, printed in the report)")
+	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
+	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each child process of a step")
+	return cmd
+}
+
+func runRebuild(ctx context.Context, opts *RebuildOptions) error {
+	f := opts.F
+	prober := steps.NewProber(f.IO.Getenv)
+	if opts.Fix {
+		if err := fixEnvironment(ctx, f, prober); err != nil {
+			return err
+		}
+	}
+	backend, reason, err := steps.ResolveBackend(ctx, f.Global.Backend, prober)
+	if err != nil {
+		return envErrorf("%v", err)
+	}
+	dir, err := f.resolveBuildDir(backend)
+	if err != nil {
+		return err
+	}
+	if f.Global.Verbose {
+		fmt.Fprintf(f.IO.ErrOut, "backend %s: %s\nbuild dir %s\n", backend, reason, dir)
+	}
+	src, err := f.runtimeSource()
+	if err != nil {
+		return err
+	}
+	b := newBuild(src, prober, opts.Seed, opts.seedSet)
+	b.Race = opts.Race
+	pipeline := rebuildPipeline(b)
+	return runPipeline(ctx, f, pipeline, pipelineRun{
+		command: "rebuild", backend: backend, dir: dir,
+		opts: steps.Options{Force: opts.Force, NoWait: opts.NoWait, StepTimeout: opts.Timeout},
+		ro:   opts.ReportOptions,
+	})
+}
+
+// rebuildPipeline is the rebuild's steps in order, with why each is there.
+func rebuildPipeline(b *steps.Build) []steps.Step {
+	shaders := &steps.ShadersStep{B: b}
+	kernel := &steps.KernelStep{B: b, Shaders: shaders}
+	smoke := &steps.SmokeStep{B: b, Kernel: kernel}
+	p := []steps.Step{
+		// Everything after needs CMake and a C++20 compiler (and on Metal the
+		// Metal toolchain and a usable GPU): fail early with the fix.
+		b.Toolchain,
+		// Kernel errors are cheapest to find per .metal file, with file:line.
+		shaders,
+		// The runner program, from the runtime's CMakeLists.txt.
+		kernel,
+		// The runner starts and is the backend we asked for.
+		&steps.RuntimeLoadsStep{B: b, Shaders: shaders, Kernel: kernel},
+		// The kernels compute what the float64 reference computes.
+		smoke,
+		// Every dispatch was logged, cleanly, on the backend we asked for.
+		&steps.LogInspectStep{Smoke: smoke},
+	}
+	if b.Race {
+		// Races a numeric check can miss (a missing barrier), with the line.
+		p = append(p, &steps.RacesStep{B: b, Kernel: kernel})
+	}
+	return p
+}
+
+// newBuild gathers what the runtime steps share for one run.
+func newBuild(src metalkern.Source, p *steps.Prober, seed uint64, seedSet bool) *steps.Build {
+	if !seedSet {
+		seed = rand.Uint64() >> 12 // short enough to type
+	}
+	return &steps.Build{
+		Source:    src,
+		Toolchain: &steps.ToolchainStep{Prober: p},
+		Seed:      seed,
+		SeedSet:   seedSet,
+		EmuMode:   "fibers",
+		RunID:     logs.NewRunID(),
+	}
+}
+
+type pipelineRun struct {
+	command, backend, dir string
+	opts                  steps.Options
+	ro                    ReportOptions
+}
+
+// runPipeline runs steps under the engine with live progress on stderr and
+// prints the report; it maps the outcome to an error for exitCode.
+func runPipeline(ctx context.Context, f *Factory, pipeline []steps.Step, pr pipelineRun) error {
+	prog := newProgress(f.IO.ErrOut, f.IO.ErrTTY && f.IO.Getenv("CI") == "", f.IO.Getenv("GITHUB_ACTIONS") == "true",
+		renderer(f.IO.ErrOut, f.ErrColor(), f.IO.Getenv))
+	o := pr.opts
+	o.BuildDir, o.Backend, o.Who = pr.dir, pr.backend, "orchard "+pr.command
+	o.Verbose = f.Global.Verbose
+	o.Getenv = f.IO.Getenv
+	o.Events = prog.Event
+	run, err := steps.New(o).Run(ctx, pipeline)
+	prog.Close()
+
+	var busy *steps.ErrBusy
+	switch {
+	case errors.As(err, &busy):
+		return envErrorf("%v", busy)
+	case err != nil && run == nil:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	r := &checks.Report{Command: pr.command, Backend: pr.backend, BuildDir: pr.dir, Steps: run.Steps, Checks: run.Checks}
+	if err != nil {
+		// Interrupted: show what ran, then exit 130.
+		r.Checks = append(r.Checks, checks.Check{ID: "interrupted", Title: "run interrupted", Status: checks.Fail,
+			Evidence: []string{"the run was interrupted; the interrupted step left no stamp"}, Hint: "run the command again to resume"})
+		_ = emitReport(f, r, pr.ro)
+		return err
+	}
+	if eerr := emitReport(f, r, pr.ro); eerr != nil {
+		return eerr
+	}
+	switch {
+	case run.EnvFailure:
+		return envErrorf("the environment cannot run the steps; run 'orchard doctor --fix' to see how to fix it")
+	case !r.OK:
+		return errSilent
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/orchardkit/orchard/metalkern"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, decided in exactly one place (exitCode) and documented in
+// `orchard --help` and docs/exit-codes.md.
+const (
+	exitOK          = 0   // every check passed
+	exitFailed      = 1   // a check failed
+	exitUsage       = 2   // bad flags, arguments or input files
+	exitEnvironment = 3   // the environment cannot run the steps (a tool is missing)
+	exitInterrupted = 130 // interrupted (Ctrl-C / SIGTERM)
+)
+
+const exitCodesHelp = `Exit codes:
+  0    every check passed
+  1    a check failed
+  2    usage error (bad flag, argument or input file)
+  3    the environment cannot run the steps (see: orchard doctor --fix)
+  130  interrupted (Ctrl-C)`
+
+// GlobalOptions are the persistent flags every command sees.
+type GlobalOptions struct {
+	BuildDir string
+	Backend  string
+	Color    string
+	JSON     bool
+	Verbose  bool
+	Runtime  string
+}
+
+// Factory carries what commands share: the streams and the global flags.
+type Factory struct {
+	IO     *IOStreams
+	Global *GlobalOptions
+}
+
+// Color reports the run's one colour decision for stdout.
+func (f *Factory) Color() bool {
+	return decideColor(f.Global.Color, f.IO.Getenv, f.IO.OutTTY)
+}
+
+// ErrColor reports the colour decision for stderr.
+func (f *Factory) ErrColor() bool {
+	return decideColor(f.Global.Color, f.IO.Getenv, f.IO.ErrTTY)
+}
+
+// runtimeSource is the embedded runtime, or --runtime DIR.
+func (f *Factory) runtimeSource() (metalkern.Source, error) {
+	if f.Global.Runtime == "" {
+		return metalkern.Embedded(), nil
+	}
+	src, err := metalkern.FromDir(f.Global.Runtime)
+	if err != nil {
+		return src, usageErrorf("--runtime: %v", err)
+	}
+	return src, nil
+}
+
+// resolveBuildDir returns --build-dir, or <user cache dir>/orchard/<backend>.
+func (f *Factory) resolveBuildDir(backend string) (string, error) {
+	if f.Global.BuildDir != "" {
+		return filepath.Abs(f.Global.BuildDir)
+	}
+	base := f.IO.Getenv("XDG_CACHE_HOME")
+	if base == "" || !filepath.IsAbs(base) {
+		var err error
+		base, err = os.UserCacheDir()
+		if err != nil {
+			return "", usageErrorf("cannot find a cache directory (%v): pass --build-dir DIR", err)
+		}
+	}
+	return filepath.Join(base, "orchard", backend), nil
+}
+
+// exitError carries an exit code and a message already meant for people.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// usageErrorf is misuse: bad flags, arguments or input (exit 2).
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+// envErrorf is an environment that cannot run the steps (exit 3).
+func envErrorf(format string, args ...any) error {
+	return &exitError{code: exitEnvironment, msg: fmt.Sprintf(format, args...)}
+}
+
+// errSilent ends a run whose output already said what failed (exit 1).
+var errSilent = &exitError{code: exitFailed}
+
+// silentExit ends a run with code and nothing more to print.
+func silentExit(code int) error { return &exitError{code: code} }
+
+func newRootCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "orchard",
+		Short: "Build and verify the Metal flash-attention runtime",
+		Long: `orchard builds and verifies the embedded Metal flash-attention runtime end to
+end: environment check, shader compile, kernel build, smoke forward/backward
+against a float64 reference, and log inspection, reported as a checklist.
+
+Backends: metal runs the kernels on an Apple GPU; emu compiles the same .metal
+sources as C++ and runs them on the CPU (Linux, CI, VMs without a GPU).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// With no subcommand orchard rebuilds and verifies the runtime.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q for \"orchard\"; see orchard --help", args[0])
+			}
+			return runRebuild(cmd.Context(), &RebuildOptions{F: f})
+		},
+	}
+	cmd.SetHelpTemplate(cmd.HelpTemplate() + "\n" + exitCodesHelp + "\n")
+	cmd.SetOut(f.IO.Out)
+	cmd.SetErr(f.IO.ErrOut)
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErrorf("%v\nRun '%s --help' for usage.", err, c.CommandPath())
+	})
+
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.Global.BuildDir, "build-dir", "", "build directory (default <user cache dir>/orchard/<backend>)")
+	pf.StringVar(&f.Global.Backend, "backend", "auto", "backend: auto|emu|metal")
+	pf.StringVar(&f.Global.Color, "color", "auto", "colour: auto|always|never")
+	pf.BoolVar(&f.Global.JSON, "json", false, "print the report as JSON on stdout (progress goes to stderr)")
+	pf.BoolVarP(&f.Global.Verbose, "verbose", "v", false, "show more detail")
+	pf.StringVar(&f.Global.Runtime, "runtime", "", "use the runtime sources in `DIR` (see 'orchard eject') instead of the embedded ones")
+	cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		switch f.Global.Color {
+		case "auto", "always", "never":
+		default:
+			return usageErrorf("--color must be auto, always or never, not %q", f.Global.Color)
+		}
+		switch f.Global.Backend {
+		case "auto", "emu", "metal":
+		default:
+			if !(c.Name() == "attn" && f.Global.Backend == "reference") {
+				return usageErrorf("--backend must be auto, emu or metal, not %q", f.Global.Backend)
+			}
+		}
+		return nil
+	}
+
+	// Commands are wired here explicitly, one file each.
+	cmd.AddCommand(
+		newRebuildCmd(f, nil),
+		newVerifyCmd(f, nil),
+		newDoctorCmd(f, nil),
+		newAttnCmd(f, nil),
+		newEjectCmd(f, nil),
+		newTailLogsCmd(f, nil),
+		newVersionCmd(f, nil),
+		newCompletionCmd(f),
+	)
+	return cmd
+}
+
+// run executes orchard with args and returns the process exit code. It is
+// the one place where errors become exit codes and messages.
+func run(ctx context.Context, args []string, io *IOStreams) int {
+	f := &Factory{IO: io, Global: &GlobalOptions{}}
+	root := newRootCmd(f)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return exitCode(ctx, err, io)
+}
+
+func exitCode(ctx context.Context, err error, io *IOStreams) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		fmt.Fprintln(io.ErrOut, "orchard: interrupted")
+		return exitInterrupted
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(io.ErrOut, "orchard: "+ee.msg)
+		}
+		return ee.code
+	}
+	msg := err.Error()
+	// cobra's own argument errors are usage errors.
+	if strings.HasPrefix(msg, "unknown command") || strings.Contains(msg, "arg(s)") || strings.HasPrefix(msg, "unknown flag") {
+		fmt.Fprintf(io.ErrOut, "orchard: %s\nRun 'orchard --help' for usage.\n", msg)
+		return exitUsage
+	}
+	fmt.Fprintln(io.ErrOut, "orchard: "+msg)
+	return exitFailed
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/orchardkit/orchard/logs"
+)
+
+// TailLogsOptions holds `orchard tail-logs`'s inputs.
+type TailLogsOptions struct {
+	F *Factory
+
+	Files     []string // --file; empty: both logs of the build dir
+	Lines     int      // -n
+	FromStart bool     // --from-start
+	Include   []string // -i
+	Exclude   []string // -e
+	Highlight []string // -H
+	Output    string   // -o text|json (json also with the global --json)
+	Poll      time.Duration
+}
+
+func newTailLogsCmd(f *Factory, runF func(context.Context, *TailLogsOptions) error) *cobra.Command {
+	opts := &TailLogsOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "tail-logs",
+		Short: "Follow the kernel-call and tensor profile logs (like tail -F)",
+		Long: `Follow the runner's logs by name, like GNU tail -F: a file that does not
+exist yet is waited for; a file truncated, deleted and recreated, rotated by
+rename or replaced atomically is followed on, with a note on stderr, and no
+line is lost or printed twice. Default files: flashattn_kernel_calls.log and
+orchard_tensor_profile.log in <build-dir>/logs (or ORCHARD_KERNEL_LOG and
+ORCHARD_TENSOR_PROFILE_LOG when set). The log format is in docs/logs.md.
+
+A partial line is held until its newline (and printed on exit); a line over
+1 MiB is cut with a marker; invalid UTF-8 is shown as U+FFFD. A line is
+printed when it matches some --include (or there is none) and no --exclude.
+
+Ctrl-C ends it: held lines are printed and orchard exits 130.`,
+		Example: `  orchard tail-logs
+  orchard tail-logs -n 0 -i 'FWD|BWD' -H 'dur_us=\d+'
+  orchard tail-logs --file /tmp/k.log --from-start -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Lines < 0 {
+				return usageErrorf("-n must be 0 or more, not %d", opts.Lines)
+			}
+			if opts.FromStart && cmd.Flags().Changed("lines") {
+				return usageErrorf("use -n or --from-start, not both")
+			}
+			switch opts.Output {
+			case "text", "json":
+			default:
+				return usageErrorf("-o must be text or json, not %q", opts.Output)
+			}
+			if opts.Poll <= 0 {
+				return usageErrorf("--poll must be positive, not %v", opts.Poll)
+			}
+			if _, err := tailLogsPrint(opts); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runTailLogs(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&opts.Files, "file", nil, "follow `PATH` (repeatable; default: both logs of the build dir)")
+	fl.IntVarP(&opts.Lines, "lines", "n", 10, "print the last `N` lines of each file first")
+	fl.BoolVar(&opts.FromStart, "from-start", false, "print each file from its start instead of the last lines")
+	fl.StringArrayVarP(&opts.Include, "include", "i", nil, "print only lines matching `REGEX` (repeatable)")
+	fl.StringArrayVarP(&opts.Exclude, "exclude", "e", nil, "do not print lines matching `REGEX` (repeatable; wins over --include)")
+	fl.StringArrayVarP(&opts.Highlight, "highlight", "H", nil, "highlight matches of `REGEX` (repeatable; with colour)")
+	fl.StringVarP(&opts.Output, "output", "o", "text", "output: text, or json (one object per line)")
+	fl.DurationVar(&opts.Poll, "poll", logs.DefaultPoll, "safety poll interval, for changes the file watcher missed")
+	return cmd
+}
+
+// tailLogsPrint compiles the filters: a bad regex is a usage error.
+func tailLogsPrint(opts *TailLogsOptions) (logs.PrintOptions, error) {
+	p := logs.PrintOptions{JSON: opts.Output == "json" || opts.F.Global.JSON}
+	compile := func(flag string, srcs []string) ([]*regexp.Regexp, error) {
+		var res []*regexp.Regexp
+		for _, s := range srcs {
+			re, err := regexp.Compile(s)
+			if err != nil {
+				return nil, usageErrorf("--%s %q: %v", flag, s, err)
+			}
+			res = append(res, re)
+		}
+		return res, nil
+	}
+	var err error
+	if p.Include, err = compile("include", opts.Include); err != nil {
+		return p, err
+	}
+	if p.Exclude, err = compile("exclude", opts.Exclude); err != nil {
+		return p, err
+	}
+	if p.Highlight, err = compile("highlight", opts.Highlight); err != nil {
+		return p, err
+	}
+	p.Color = !p.JSON && opts.F.Color()
+	return p, nil
+}
+
+// tailLogsFiles returns --file, or both logs of the build dir.
+func tailLogsFiles(opts *TailLogsOptions) ([]string, error) {
+	if len(opts.Files) > 0 {
+		return opts.Files, nil
+	}
+	// TODO: resolve "auto" with the shared backend resolver
+	// (steps.ResolveBackend) once it is wired for commands; until then
+	// "auto" means emu, the backend that runs everywhere.
+	backend := "emu"
+	if opts.F.Global.Backend == "metal" {
+		backend = "metal"
+	}
+	dir, err := opts.F.resolveBuildDir(backend)
+	if err != nil {
+		return nil, err
+	}
+	getenv := opts.F.IO.Getenv
+	return []string{logs.KernelLogPath(dir, getenv), logs.ProfileLogPath(dir, getenv)}, nil
+}
+
+func runTailLogs(ctx context.Context, opts *TailLogsOptions) error {
+	files, err := tailLogsFiles(opts)
+	if err != nil {
+		return err
+	}
+	pr, err := tailLogsPrint(opts)
+	if err != nil {
+		return err
+	}
+	fl, err := logs.NewFollower(logs.FollowOptions{
+		Files: files, Lines: opts.Lines, FromStart: opts.FromStart, Poll: opts.Poll, Print: pr,
+	}, opts.F.IO.Out, opts.F.IO.ErrOut)
+	if err != nil {
+		return usageErrorf("tail-logs: %v", err)
+	}
+	// On Ctrl-C Run returns ctx.Err(): exitCode turns it into 130.
+	if err := fl.Run(ctx); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("tail-logs: %w", err)
+	}
+	return nil
+}

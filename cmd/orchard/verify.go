@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/orchardkit/orchard/steps"
+	"github.com/spf13/cobra"
+)
+
+// VerifyOptions holds `orchard verify`'s inputs.
+type VerifyOptions struct {
+	F *Factory
+	ReportOptions
+	NoWait  bool
+	Seed    uint64
+	Timeout time.Duration
+	seedSet bool
+}
+
+func newVerifyCmd(f *Factory, runF func(*VerifyOptions) error) *cobra.Command {
+	opts := &VerifyOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Re-check an existing build without rebuilding",
+		Long: `Re-check the runtime already built in the build dir: the runner loads
+(runtime-loads), the smoke suite's forward and backward match the float64
+reference, and this run's kernel-call log lines are complete and clean. Nothing is rebuilt and nothing comes from the cache. When there is
+no build yet, it says so: run 'orchard rebuild' first.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.seedSet = cmd.Flags().Changed("seed")
+			if runF != nil {
+				return runF(opts)
+			}
+			return runVerify(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once if another run is using the build dir")
+	fl.Uint64Var(&opts.Seed, "seed", 0, "seed for the smoke inputs (default: a fresh one)")
+	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
+	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each child process of a step")
+	return cmd
+}
+
+func runVerify(ctx context.Context, opts *VerifyOptions) error {
+	f := opts.F
+	prober := steps.NewProber(f.IO.Getenv)
+	backend, _, err := steps.ResolveBackend(ctx, f.Global.Backend, prober)
+	if err != nil {
+		return envErrorf("%v", err)
+	}
+	dir, err := f.resolveBuildDir(backend)
+	if err != nil {
+		return err
+	}
+	src, err := f.runtimeSource()
+	if err != nil {
+		return err
+	}
+	b := newBuild(src, prober, opts.Seed, opts.seedSet)
+	shaders := &steps.ShadersStep{B: b}
+	kernel := &steps.KernelStep{B: b, Shaders: shaders}
+	err = steps.LoadOutput(dir, "shaders", &shaders.Out)
+	if err == nil {
+		err = steps.LoadOutput(dir, "kernel", &kernel.Out)
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return envErrorf("no build of the %s backend in %s: run 'orchard rebuild' first", backend, dir)
+		}
+		return envErrorf("the build in %s is incomplete (%v): run 'orchard rebuild'", dir, err)
+	}
+	// verify is rebuild's checking tail: same steps, never from the cache.
+	smoke := &steps.SmokeStep{B: b, Kernel: kernel}
+	pipeline := []steps.Step{
+		&steps.RuntimeLoadsStep{B: b, Shaders: shaders, Kernel: kernel},
+		smoke,
+		&steps.LogInspectStep{Smoke: smoke},
+	}
+	if f.Global.Verbose {
+		fmt.Fprintf(f.IO.ErrOut, "verifying %s\n", kernel.Out.Runner)
+	}
+	return runPipeline(ctx, f, pipeline, pipelineRun{
+		command: "verify", backend: backend, dir: dir,
+		opts: steps.Options{NoCache: true, NoWait: opts.NoWait, StepTimeout: opts.Timeout},
+		ro:   opts.ReportOptions,
+	})
+}

@@ -1,0 +1,116 @@
+package metalkern
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Exec runs argv to completion with stdout going to w. Steps pass one built
+// on the engine (process groups, logs, timeouts); `orchard attn` passes a
+// plain one. The Go side talks to the runner only as a process, through the
+// contract in docs/runtime.md.
+type Exec func(ctx context.Context, argv, env []string, stdout io.Writer) error
+
+// Runner is a built runner program (orchard-runner-emu, -emu-tsan, -metal).
+type Runner struct {
+	Path string
+	// Args are prepended to every command (e.g. a metallib path).
+	Args []string
+}
+
+// Info is what `runner info` prints.
+type Info struct {
+	Backend string `json:"backend"`
+	Device  string `json:"device"`
+	Limits  struct {
+		MaxThreadsPerThreadgroup int `json:"max_threads_per_threadgroup"`
+		MaxThreadgroupMemory     int `json:"max_threadgroup_memory"`
+		SimdWidth                int `json:"simd_width"`
+	} `json:"limits"`
+	Kernels []string `json:"kernels"`
+}
+
+// Info runs `runner info`.
+func (r Runner) Info(ctx context.Context, exec Exec) (Info, error) {
+	var out bytes.Buffer
+	var info Info
+	if err := exec(ctx, append(append([]string{r.Path}, r.Args...), "info"), nil, &out); err != nil {
+		return info, err
+	}
+	if err := json.Unmarshal(lastJSONLine(out.Bytes()), &info); err != nil {
+		return info, fmt.Errorf("runner info printed no valid JSON (%v): %q", err, excerptBytes(out.Bytes()))
+	}
+	return info, nil
+}
+
+// Request is one forward (and, with DO, backward) run on .npy files.
+type Request struct {
+	Q, K, V string
+	DO      string // optional: run the backward too
+	Causal  bool
+	Scale   float64 // 0: 1/sqrt(D)
+	Out     string  // directory for o.npy, lse.npy (dq/dk/dv.npy)
+	Mode    string  // emu only: fibers|threads ("" = runner default)
+	// Env is added to the runner's environment: the log switches and paths
+	// and ORCHARD_RUN_ID (docs/logs.md).
+	Env []string
+}
+
+// Argv is the command line for req.
+func (r Runner) Argv(req Request) []string {
+	a := append(append([]string{r.Path}, r.Args...), "run", "--q", req.Q, "--k", req.K, "--v", req.V, "--out", req.Out)
+	if req.DO != "" {
+		a = append(a, "--do", req.DO)
+	}
+	if req.Causal {
+		a = append(a, "--causal")
+	}
+	if req.Scale != 0 {
+		a = append(a, "--scale", strconv.FormatFloat(req.Scale, 'g', -1, 64))
+	}
+	if req.Mode != "" {
+		a = append(a, "--mode", req.Mode)
+	}
+	return a
+}
+
+// Stats is the JSON line `runner run` prints.
+type Stats struct {
+	Dispatches map[string]int `json:"dispatches"`
+	Kernels    []string       `json:"kernels"`
+	MS         float64        `json:"ms"`
+}
+
+// Run runs req.
+func (r Runner) Run(ctx context.Context, exec Exec, req Request) (Stats, error) {
+	var out bytes.Buffer
+	var st Stats
+	if err := exec(ctx, r.Argv(req), req.Env, &out); err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(lastJSONLine(out.Bytes()), &st); err != nil {
+		return st, fmt.Errorf("runner printed no valid JSON (%v): %q", err, excerptBytes(out.Bytes()))
+	}
+	return st, nil
+}
+
+func lastJSONLine(b []byte) []byte {
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := bytes.TrimSpace(lines[i]); len(l) > 0 && l[0] == '{' {
+			return l
+		}
+	}
+	return nil
+}
+
+func excerptBytes(b []byte) string {
+	if len(b) > 300 {
+		b = b[len(b)-300:]
+	}
+	return string(b)
+}

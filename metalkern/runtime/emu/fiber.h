@@ -1,0 +1,49 @@
+// fiber.h — minimal user-space context switch (x86-64 and aarch64) and the
+// mmap'd fiber stacks with guard pages used by the fibers launcher.
+#pragma once
+
+#include <cstddef>
+
+extern "C" {
+// Saves the callee-saved registers on the current stack, stores the stack
+// pointer in *save, and resumes the context whose stack pointer is `to`.
+void orchard_fiber_switch(void** save, void* to);
+}
+
+namespace orchard_emu {
+
+// Prepares a fresh stack so that switching to the returned stack pointer
+// calls fn(arg). fn must never return (it switches away at its end).
+void* fiber_init(void* stack_top, void (*fn)(void*), void* arg);
+
+// `count` stacks of `bytes` each, every one below a PROT_NONE guard page.
+// A fault in a guard page is reported as a stack overflow of `kernel_name`.
+class FiberStacks {
+ public:
+  explicit FiberStacks(std::size_t bytes);
+  ~FiberStacks();
+  FiberStacks(const FiberStacks&) = delete;
+  FiberStacks& operator=(const FiberStacks&) = delete;
+  void ensure(std::size_t count);  // (re)maps when more stacks are needed
+  void* top(std::size_t i) const;  // 16-byte aligned top of stack i
+  void set_kernel(const char* name);
+
+ private:
+  void unmap();
+  std::size_t bytes_, guard_, stride_ = 0, count_ = 0;
+  char* base_ = nullptr;
+  int slot_ = -1;  // index in the overflow handler's region table
+};
+
+// Per worker thread: an alternate signal stack so a stack overflow on a
+// fiber can still be reported. Installs the SIGSEGV/SIGBUS handler once.
+class AltStack {
+ public:
+  AltStack();
+  ~AltStack();
+
+ private:
+  void* mem_ = nullptr;
+};
+
+}  // namespace orchard_emu

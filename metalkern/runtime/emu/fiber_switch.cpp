@@ -1,0 +1,262 @@
+// fiber_switch.cpp — context switch in assembly (x86-64 SysV and AArch64
+// AAPCS64), fiber stacks with guard pages, and the stack-overflow report.
+#include "fiber.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#if defined(__APPLE__)
+#define ORCHARD_SYM(x) "_" #x
+#define ORCHARD_FN_BEGIN(x) ".globl " ORCHARD_SYM(x) "\n.p2align 4\n" ORCHARD_SYM(x) ":\n"
+#define ORCHARD_FN_END(x) ""
+#else
+#define ORCHARD_SYM(x) #x
+#define ORCHARD_FN_BEGIN(x) ".globl " #x "\n.type " #x ",%function\n.p2align 4\n" #x ":\n"
+#define ORCHARD_FN_END(x) ".size " #x ", .-" #x "\n"
+#endif
+
+extern "C" void orchard_fiber_start();
+
+#if defined(__x86_64__)
+// Frame saved by orchard_fiber_switch, from the saved stack pointer up:
+// r15 r14 r13 r12 rbx rbp <return address>. A new fiber "returns" into
+// orchard_fiber_start with r12 = arg, r13 = fn.
+asm(".text\n" ORCHARD_FN_BEGIN(orchard_fiber_switch)
+    "  pushq %rbp\n"
+    "  pushq %rbx\n"
+    "  pushq %r12\n"
+    "  pushq %r13\n"
+    "  pushq %r14\n"
+    "  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  popq %r15\n"
+    "  popq %r14\n"
+    "  popq %r13\n"
+    "  popq %r12\n"
+    "  popq %rbx\n"
+    "  popq %rbp\n"
+    "  ret\n" ORCHARD_FN_END(orchard_fiber_switch)
+    ORCHARD_FN_BEGIN(orchard_fiber_start)
+    "  .cfi_startproc\n"
+    "  .cfi_undefined rip\n"
+    "  movq %r12, %rdi\n"
+    "  callq *%r13\n"
+    "  ud2\n"
+    "  .cfi_endproc\n" ORCHARD_FN_END(orchard_fiber_start));
+#elif defined(__aarch64__)
+// Frame (160 bytes): x19..x28, x29 (fp), x30 (lr), d8..d15. A new fiber
+// "returns" (ret to x30) into orchard_fiber_start with x19 = arg, x20 = fn.
+asm(".text\n" ORCHARD_FN_BEGIN(orchard_fiber_switch)
+    "  sub sp, sp, #160\n"
+    "  stp x19, x20, [sp, #0]\n"
+    "  stp x21, x22, [sp, #16]\n"
+    "  stp x23, x24, [sp, #32]\n"
+    "  stp x25, x26, [sp, #48]\n"
+    "  stp x27, x28, [sp, #64]\n"
+    "  stp x29, x30, [sp, #80]\n"
+    "  stp d8, d9, [sp, #96]\n"
+    "  stp d10, d11, [sp, #112]\n"
+    "  stp d12, d13, [sp, #128]\n"
+    "  stp d14, d15, [sp, #144]\n"
+    "  mov x9, sp\n"
+    "  str x9, [x0]\n"
+    "  mov sp, x1\n"
+    "  ldp x19, x20, [sp, #0]\n"
+    "  ldp x21, x22, [sp, #16]\n"
+    "  ldp x23, x24, [sp, #32]\n"
+    "  ldp x25, x26, [sp, #48]\n"
+    "  ldp x27, x28, [sp, #64]\n"
+    "  ldp x29, x30, [sp, #80]\n"
+    "  ldp d8, d9, [sp, #96]\n"
+    "  ldp d10, d11, [sp, #112]\n"
+    "  ldp d12, d13, [sp, #128]\n"
+    "  ldp d14, d15, [sp, #144]\n"
+    "  add sp, sp, #160\n"
+    "  ret\n" ORCHARD_FN_END(orchard_fiber_switch)
+    ORCHARD_FN_BEGIN(orchard_fiber_start)
+    "  .cfi_startproc\n"
+    "  .cfi_undefined x30\n"
+    "  mov x0, x19\n"
+    "  blr x20\n"
+    "  brk #0\n"
+    "  .cfi_endproc\n" ORCHARD_FN_END(orchard_fiber_start));
+#else
+#error "orchard emu fibers: only x86-64 and aarch64 have a context switch; build with threads mode"
+#endif
+
+namespace orchard_emu {
+
+void* fiber_init(void* stack_top, void (*fn)(void*), void* arg) {
+  auto top = reinterpret_cast<std::uintptr_t>(stack_top) & ~std::uintptr_t(15);
+#if defined(__x86_64__)
+  // After the 6 pops and ret, rsp = sp + 56 must be 16-byte aligned for the call.
+  auto* sp = reinterpret_cast<std::uintptr_t*>(top - 72);
+  std::memset(sp, 0, 72);
+  sp[2] = reinterpret_cast<std::uintptr_t>(fn);   // r13
+  sp[3] = reinterpret_cast<std::uintptr_t>(arg);  // r12
+  sp[6] = reinterpret_cast<std::uintptr_t>(&orchard_fiber_start);
+#else
+  auto* sp = reinterpret_cast<std::uintptr_t*>(top - 160);
+  std::memset(sp, 0, 160);
+  sp[0] = reinterpret_cast<std::uintptr_t>(arg);  // x19
+  sp[1] = reinterpret_cast<std::uintptr_t>(fn);   // x20
+  sp[11] = reinterpret_cast<std::uintptr_t>(&orchard_fiber_start);  // x30
+#endif
+  return sp;
+}
+
+namespace {
+
+// Regions the signal handler checks; written before use, read in the handler.
+struct Region {
+  std::atomic<std::uintptr_t> lo{0}, hi{0};
+  std::atomic<std::size_t> stride{1}, guard{0}, bytes{0};
+  std::atomic<const char*> kernel{nullptr};
+};
+constexpr int kRegions = 256;
+Region g_regions[kRegions];
+std::mutex g_regions_mu;
+struct sigaction g_prev_segv, g_prev_bus;
+
+void say(const char* s) {
+  ssize_t r = ::write(2, s, std::strlen(s));
+  (void)r;
+}
+
+void on_fault(int sig, siginfo_t* si, void* uc) {
+  auto a = reinterpret_cast<std::uintptr_t>(si->si_addr);
+  for (auto& r : g_regions) {
+    std::uintptr_t lo = r.lo.load(std::memory_order_relaxed), hi = r.hi.load(std::memory_order_relaxed);
+    if (a < lo || a >= hi || (a - lo) % r.stride.load() >= r.guard.load()) continue;
+    char kb[24];
+    std::size_t v = r.bytes.load() >> 10;
+    int n = 0;
+    char tmp[24];
+    do tmp[n++] = char('0' + v % 10); while ((v /= 10) && n < 20);
+    for (int i = 0; i < n; ++i) kb[i] = tmp[n - 1 - i];
+    kb[n] = 0;
+    const char* k = r.kernel.load();
+    say("orchard emu: stack overflow in kernel '");
+    say(k ? k : "?");
+    say("': each emulated thread has a ");
+    say(kb);
+    say(" KiB stack; large per-thread arrays need more: set ORCHARD_EMU_STACK_KB\n");
+    _exit(70);
+  }
+  // Not a fiber guard page: hand over to whatever was installed before.
+  struct sigaction& prev = sig == SIGSEGV ? g_prev_segv : g_prev_bus;
+  if (prev.sa_flags & SA_SIGINFO) {
+    if (prev.sa_sigaction) return prev.sa_sigaction(sig, si, uc);
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+    return prev.sa_handler(sig);
+  }
+  signal(sig, SIG_DFL);  // re-executing the access now takes the default action
+}
+
+void install_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_prev_segv);
+    sigaction(SIGBUS, &sa, &g_prev_bus);
+  });
+}
+
+}  // namespace
+
+FiberStacks::FiberStacks(std::size_t bytes) {
+  std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
+  guard_ = page;
+  bytes_ = (bytes + page - 1) / page * page;
+  std::lock_guard<std::mutex> g(g_regions_mu);
+  for (int i = 0; i < kRegions; ++i)
+    if (g_regions[i].hi.load() == 0 && g_regions[i].guard.load() == 0) {
+      slot_ = i;
+      g_regions[i].guard.store(1);  // reserved
+      break;
+    }
+}
+
+FiberStacks::~FiberStacks() {
+  unmap();
+  if (slot_ >= 0) g_regions[slot_].guard.store(0);
+}
+
+void FiberStacks::unmap() {
+  if (!base_) return;
+  if (slot_ >= 0) {
+    g_regions[slot_].hi.store(0);
+    g_regions[slot_].lo.store(0);
+  }
+  munmap(base_, stride_ * count_);
+  base_ = nullptr;
+  count_ = 0;
+}
+
+void FiberStacks::ensure(std::size_t count) {
+  if (count <= count_) return;
+  unmap();
+  stride_ = bytes_ + guard_;
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_NORESERVE
+  flags |= MAP_NORESERVE;
+#endif
+  void* p = mmap(nullptr, stride_ * count, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (p == MAP_FAILED)
+    throw std::runtime_error("emu: cannot map " + std::to_string(count) + " fiber stacks of " +
+                             std::to_string(bytes_ >> 10) + " KiB (lower ORCHARD_EMU_STACK_KB)");
+  base_ = static_cast<char*>(p);
+  count_ = count;
+  for (std::size_t i = 0; i < count; ++i) mprotect(base_ + i * stride_, guard_, PROT_NONE);
+  if (slot_ >= 0) {
+    Region& r = g_regions[slot_];
+    r.stride.store(stride_);
+    r.guard.store(guard_);
+    r.bytes.store(bytes_);
+    r.lo.store(reinterpret_cast<std::uintptr_t>(base_));
+    r.hi.store(reinterpret_cast<std::uintptr_t>(base_) + stride_ * count_);
+  }
+}
+
+void* FiberStacks::top(std::size_t i) const { return base_ + i * stride_ + stride_; }
+
+void FiberStacks::set_kernel(const char* name) {
+  if (slot_ >= 0) g_regions[slot_].kernel.store(name);
+}
+
+AltStack::AltStack() {
+  install_handler();
+  constexpr std::size_t kBytes = 64 << 10;
+  mem_ = std::malloc(kBytes);
+  if (!mem_) throw std::bad_alloc();
+  stack_t ss;
+  std::memset(&ss, 0, sizeof ss);
+  ss.ss_sp = mem_;
+  ss.ss_size = kBytes;
+  sigaltstack(&ss, nullptr);
+}
+
+AltStack::~AltStack() {
+  stack_t ss;
+  std::memset(&ss, 0, sizeof ss);
+  ss.ss_flags = SS_DISABLE;
+  sigaltstack(&ss, nullptr);
+  std::free(mem_);
+}
+
+}  // namespace orchard_emu

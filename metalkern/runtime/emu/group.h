@@ -1,0 +1,128 @@
+// group.h — one emulated threadgroup: barrier and simd-exchange state, the
+// divergence checks, and the 32 KiB threadgroup-memory arena.
+//
+// The same state machine serves both launcher modes. In threads mode every
+// call runs under the group's mutex and waiters sleep on condition
+// variables; in fibers mode all threads of the group share one OS thread
+// and a waiter hands the CPU to the next runnable fiber (Scheduler).
+//
+// Divergence rules (checked on every arrival, so they fire immediately):
+//  - all threads of a group reach the same threadgroup_barrier call site;
+//  - all lanes of a simdgroup reach the same simd op / simdgroup_barrier site;
+//  - a lane waiting at a simd op while a lane of its simdgroup waits at a
+//    threadgroup_barrier, or a thread that returned while others wait (or
+//    before they arrive), is divergence too.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "orchard_emu/binding.h"
+
+namespace orchard_emu {
+
+enum class Mode { kFibers, kThreads };
+
+inline constexpr std::size_t kTgLimit = 32768;  // bytes of threadgroup memory
+inline constexpr unsigned kMaxThreads = 1024;   // threads per threadgroup
+inline constexpr unsigned kSimdWidth = 32;
+
+// A barrier / simd-op call site.
+struct Site {
+  const char* file = nullptr;
+  unsigned line = 0, col = 0;
+  const char* op = nullptr;
+};
+
+// Fibers mode: how a waiting thread yields and how a released one resumes.
+class Scheduler {
+ public:
+  virtual void block(unsigned tid) = 0;  // returns once wake(tid) ran
+  virtual void wake(unsigned tid) = 0;
+
+ protected:
+  ~Scheduler() = default;
+};
+
+// Thrown in waiting threads when the group is aborted (threads mode).
+struct Aborted {};
+
+class Group {
+ public:
+  explicit Group(Mode mode);
+  ~Group();
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  // Per dispatch: the kernel, the shape, and (fibers) the scheduler.
+  void configure(const KernelEntry* k, metal::uint3 tpg, metal::uint3 groups, Scheduler* s);
+  // Per threadgroup: resets the state and fills ctx[0..size()).
+  void begin(metal::uint3 group_pos, ThreadCtx* ctx);
+  unsigned size() const { return n_; }
+
+  void arrive_tg(ThreadCtx& c, const Site& s);
+  void arrive_sg(ThreadCtx& c, const Site& s);
+  Xchg exchange(ThreadCtx& c, const void* data, std::size_t n, const Site& s);
+  void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
+  void thread_exit(ThreadCtx& c);
+
+  void abort();                  // threads mode: every waiter throws Aborted
+  std::string state_summary();   // who waits where, who runs, who returned
+  std::string where() const;     // "kernel 'k', threadgroup (x,y,z)"
+
+  std::atomic<uint64_t> progress{0};  // bumped on releases and exits (watchdog)
+
+ private:
+  enum St : uint8_t { kRunning, kWaitTg, kWaitSg, kDone };
+  struct TState {
+    St st = kRunning;
+    Site site;
+  };
+  struct Simd {
+    unsigned first = 0, size = 0;
+    unsigned arrived = 0, tg_waiting = 0, done = 0;
+    std::atomic<uint32_t> phase{0};  // bumped on release; threads mode waits on it (futex)
+    Site site;
+    alignas(64) unsigned char slots[2][kSimdWidth][kSlotBytes];
+  };
+  struct TgAlloc {
+    const TgSite* site;
+    std::size_t off, size;
+  };
+  class Lock;
+
+  void release_tg(unsigned me);
+  void release_sg(Simd& sg, unsigned me);
+  void wait(Lock& lk, unsigned t, std::atomic<uint32_t>& phase);
+  [[noreturn]] void diverge(const std::string& what);
+  std::string threads_where(St st, const Simd* sg) const;
+
+  const Mode mode_;
+  const KernelEntry* kernel_ = nullptr;
+  Scheduler* sched_ = nullptr;
+  metal::uint3 tpg_{1u}, groups_{1u}, pos_{0u};
+  unsigned n_ = 0, nsg_ = 0;
+  std::mutex mu_;
+  std::atomic<bool> aborted_{false};
+  std::vector<TState> th_;
+  std::unique_ptr<Simd[]> sgs_;
+  unsigned tg_arrived_ = 0, done_ = 0;
+  std::atomic<uint32_t> tg_phase_{0};
+  Site tg_site_;
+  // threadgroup memory
+  alignas(64) unsigned char arena_[kTgLimit];
+  TgAlloc tg_tab_[64];
+  std::atomic<unsigned> tg_count_{0};
+  std::size_t tg_used_ = 0;
+};
+
+// "attn.metal:42:5 (simd_sum)"
+std::string describe(const Site& s);
+// "0-15, 17, 20-21"
+std::string ranges(const std::vector<unsigned>& ids);
+
+}  // namespace orchard_emu

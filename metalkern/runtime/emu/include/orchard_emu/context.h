@@ -1,0 +1,81 @@
+// orchard_emu/context.h — what an emulated GPU thread knows about itself,
+// and the few launcher entry points the shim calls (barriers, simd exchange,
+// threadgroup memory). Implemented in emu/launcher.cpp and emu/group.cpp.
+#pragma once
+
+#include <cstddef>
+#include <source_location>
+#include <stdexcept>
+#include <string>
+
+#include "orchard_emu/vec.h"
+
+namespace orchard_emu {
+
+// Per emulated thread: the MSL builtins plus the launcher's bookkeeping.
+struct ThreadCtx {
+  metal::uint3 thread_position_in_grid;
+  metal::uint3 threadgroup_position_in_grid;
+  metal::uint3 thread_position_in_threadgroup;
+  metal::uint3 threads_per_threadgroup;
+  metal::uint3 threadgroups_per_grid;
+  metal::uint3 threads_per_grid;
+  uint thread_index_in_threadgroup;
+  uint simdgroup_index_in_threadgroup;
+  uint thread_index_in_simdgroup;
+  uint simdgroups_per_threadgroup;
+  uint threads_per_simdgroup;
+  void* group;      // the orchard_emu::Group running this thread
+  unsigned xchg;    // simd exchanges done so far (selects the exchange buffer)
+};
+
+// The emulated thread running on this OS thread (fibers switch it).
+extern thread_local constinit ThreadCtx* tls_ctx;
+
+// Thrown (inside the emulated thread) for a kernel error the launcher
+// reports: divergent barrier, threadgroup memory over the limit, ...
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One `threadgroup T name[...]` declaration site (the pre-pass emits one
+// static constexpr TgSite per declaration).
+struct TgSite {
+  const char* name;
+  const char* file;
+  int line;
+};
+
+// Result of a simd exchange: every lane's 32-byte slot.
+inline constexpr std::size_t kSlotBytes = 32;
+struct Xchg {
+  const unsigned char* base;  // slot of lane i at base + i * kSlotBytes
+  unsigned lane;              // the calling lane
+  unsigned width;             // lanes in this simdgroup (32 unless the group is smaller)
+  template <class T> T get(unsigned i) const {
+    T v;
+    __builtin_memcpy(&v, base + i * kSlotBytes, sizeof(T));
+    return v;
+  }
+};
+
+void barrier_tg(const std::source_location& loc);
+void barrier_sg(const std::source_location& loc, const char* op);
+Xchg exchange(const void* mine, std::size_t n, const std::source_location& loc, const char* op);
+void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
+[[noreturn]] void fail(const std::string& msg);  // throws KernelError naming the kernel
+
+inline ThreadCtx& ctx() {
+  if (!tls_ctx) fail("an MSL builtin or barrier was called outside a kernel dispatch");
+  return *tls_ctx;
+}
+
+// Storage for `threadgroup T name[...]`: a slice of the group's 32 KiB arena.
+template <class T> T& tg_var(const TgSite& site) {
+  static_assert(std::is_trivially_default_constructible_v<std::remove_all_extents_t<T>> &&
+                    std::is_trivially_destructible_v<std::remove_all_extents_t<T>>,
+                "threadgroup variables need a trivially constructible type (no initialisers)");
+  return *static_cast<T*>(tg_alloc(site, sizeof(T), alignof(T)));
+}
+
+}  // namespace orchard_emu

@@ -1,0 +1,128 @@
+// orchard_emu/matrix.h — simdgroup_matrix<T,8,8> with Apple's lane layout.
+//
+// Each lane holds 2 elements (thread_elements()): lane l owns row
+//   r = (l / 4 & 4) + (l / 2) % 4   and columns   c = (l / 4 & 2) * 2 + (l % 2) * 2, c + 1
+// (the layout MLX's steel kernels and metal-flash-attention rely on).
+// simdgroup_load / simdgroup_store touch only the calling lane's elements;
+// multiply(_accumulate) is a simd exchange (all 32 lanes, same call site).
+// Loads with transpose read M(r, c) = src[(origin.x + c) * elements_per_row +
+// origin.y + r]: matrix_origin is given in the loaded matrix's coordinates.
+#pragma once
+
+#include "orchard_emu/simd.h"
+
+namespace metal {
+namespace detail {
+// (row, col) of element j of lane l, and the inverse map.
+constexpr int sg_row(unsigned l) { return int((l / 4) & 4) + int((l / 2) % 4); }
+constexpr int sg_col(unsigned l) { return int((l / 4) & 2) * 2 + int(l % 2) * 2; }
+struct SgIndex {
+  unsigned char lane[64];
+  unsigned char elem[64];
+};
+constexpr SgIndex make_sg_index() {
+  SgIndex ix{};
+  for (unsigned l = 0; l < 32; ++l)
+    for (int j = 0; j < 2; ++j) {
+      int at = sg_row(l) * 8 + sg_col(l) + j;
+      ix.lane[at] = (unsigned char)l;
+      ix.elem[at] = (unsigned char)j;
+    }
+  return ix;
+}
+inline constexpr SgIndex kSgIndex = make_sg_index();
+}  // namespace detail
+
+template <class T, int Cols, int Rows> struct simdgroup_matrix {
+  static_assert(Cols == 8 && Rows == 8, "emu supports 8x8 simdgroup matrices only");
+  vec<T, 2> e;  // this lane's two elements
+
+  simdgroup_matrix() = default;
+  // A diagonal matrix with `d` on the diagonal (MSL's scalar constructor).
+  explicit simdgroup_matrix(T d) {
+    unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
+    int r = detail::sg_row(l), c = detail::sg_col(l);
+    e = vec<T, 2>(r == c ? d : T(0), r == c + 1 ? d : T(0));
+  }
+  vec<T, 2>& thread_elements() { return e; }
+  const vec<T, 2>& thread_elements() const { return e; }
+};
+using simdgroup_float8x8 = simdgroup_matrix<float, 8, 8>;
+using simdgroup_half8x8 = simdgroup_matrix<half, 8, 8>;
+
+template <class T, int Cols, int Rows> simdgroup_matrix<T, Cols, Rows> make_filled_simdgroup_matrix(T v) {
+  simdgroup_matrix<T, Cols, Rows> m;
+  m.e = vec<T, 2>(v, v);
+  return m;
+}
+
+template <class T, class U, class I = ulong>
+void simdgroup_load(simdgroup_matrix<T, 8, 8>& d, const U* src, ulong elements_per_row = 8,
+                    vec<I, 2> matrix_origin = vec<I, 2>(0), bool transpose_matrix = false) {
+  unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
+  ulong r = ulong(matrix_origin.y) + ulong(detail::sg_row(l));
+  ulong c = ulong(matrix_origin.x) + ulong(detail::sg_col(l));
+  if (transpose_matrix) {
+    d.e = vec<T, 2>(T(src[c * elements_per_row + r]), T(src[(c + 1) * elements_per_row + r]));
+  } else {
+    d.e = vec<T, 2>(T(src[r * elements_per_row + c]), T(src[r * elements_per_row + c + 1]));
+  }
+}
+
+template <class T, class U, class I = ulong>
+void simdgroup_store(const simdgroup_matrix<T, 8, 8>& m, U* dst, ulong elements_per_row = 8,
+                     vec<I, 2> matrix_origin = vec<I, 2>(0), bool transpose_matrix = false) {
+  unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
+  ulong r = ulong(matrix_origin.y) + ulong(detail::sg_row(l));
+  ulong c = ulong(matrix_origin.x) + ulong(detail::sg_col(l));
+  if (transpose_matrix) {
+    dst[c * elements_per_row + r] = U(m.e.x);
+    dst[(c + 1) * elements_per_row + r] = U(m.e.y);
+  } else {
+    dst[r * elements_per_row + c] = U(m.e.x);
+    dst[r * elements_per_row + c + 1] = U(m.e.y);
+  }
+}
+
+namespace detail {
+// d = a * b (+ c): one exchange of every lane's six elements, then each lane
+// computes its own two outputs in float.
+template <class D, class A, class B, class C>
+void sg_mma(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a, const simdgroup_matrix<B, 8, 8>& b,
+            const simdgroup_matrix<C, 8, 8>* c, const srcloc& loc, const char* op) {
+  float mine[6] = {float(a.e.x), float(a.e.y), float(b.e.x), float(b.e.y), c ? float(c->e.x) : 0.0f,
+                   c ? float(c->e.y) : 0.0f};
+  orchard_emu::Xchg x = orchard_emu::exchange(mine, sizeof mine, loc, op);
+  if (x.width != 32) orchard_emu::fail(std::string(op) + " in a simdgroup with fewer than 32 threads");
+  auto val = [&](int which, int row, int col) {
+    int at = row * 8 + col;
+    float v;
+    __builtin_memcpy(&v, x.base + kSgIndex.lane[at] * orchard_emu::kSlotBytes +
+                             (which * 2 + kSgIndex.elem[at]) * sizeof(float), sizeof v);
+    return v;
+  };
+  int r = sg_row(x.lane), c0 = sg_col(x.lane);
+  float out[2];
+  for (int j = 0; j < 2; ++j) {
+    float acc = mine[4 + j];
+    for (int k = 0; k < 8; ++k) acc += val(0, r, k) * val(1, k, c0 + j);
+    out[j] = acc;
+  }
+  d.e = vec<D, 2>(D(out[0]), D(out[1]));
+}
+}  // namespace detail
+
+template <class D, class A, class B, class C>
+void simdgroup_multiply_accumulate(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
+                                   const simdgroup_matrix<B, 8, 8>& b, const simdgroup_matrix<C, 8, 8>& c,
+                                   const srcloc& loc = srcloc::current()) {
+  detail::sg_mma(d, a, b, &c, loc, "simdgroup_multiply_accumulate");
+}
+template <class D, class A, class B>
+void simdgroup_multiply(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
+                        const simdgroup_matrix<B, 8, 8>& b, const srcloc& loc = srcloc::current()) {
+  detail::sg_mma(d, a, b, static_cast<const simdgroup_matrix<float, 8, 8>*>(nullptr), loc,
+                 "simdgroup_multiply");
+}
+
+}  // namespace metal

@@ -1,0 +1,173 @@
+// threads.cpp — threads mode: one OS thread per emulated thread of a
+// threadgroup (reused across groups and dispatches), one threadgroup at a
+// time. Slow on few cores but truly concurrent, which is what
+// ThreadSanitizer needs to see a missing barrier. A watchdog turns a hang
+// (no barrier release or thread exit for watchdog_seconds) into an error.
+#include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pool.h"
+
+namespace orchard_emu {
+namespace {
+
+class ThreadPool final : public Pool {
+ public:
+  explicit ThreadPool(const LaunchOptions& o) : opts_(o) {}
+  ~ThreadPool() override {  // never called on a poisoned pool (see Launcher)
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_go_.notify_all();
+    for (auto& t : threads_) pthread_join(t->id, nullptr);
+  }
+  bool poisoned() const override { return poisoned_; }
+
+  void run(const KernelEntry& k, const Launch& l, metal::uint3 groups, metal::uint3 tpg) override {
+    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung; restart the runner");
+    k_ = &k;
+    l_ = &l;
+    err_.clear();
+    group_.configure(&k, tpg, groups, nullptr);
+    const unsigned n = group_.size();
+    ctx_.resize(std::max<std::size_t>(ctx_.size(), n));
+    grow(n);
+    const unsigned long long total = 1ull * groups.x * groups.y * groups.z;
+    for (unsigned long long g = 0; g < total; ++g) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        group_.begin(group_pos(g, groups), ctx_.data());
+        active_ = n;
+        remaining_ = n;
+        ++gen_;
+      }
+      cv_go_.notify_all();
+      wait_group(k);
+      std::lock_guard<std::mutex> lk(err_mu_);
+      if (!err_.empty()) throw std::runtime_error(err_);
+    }
+  }
+
+ private:
+  struct Th {
+    pthread_t id;
+    ThreadPool* pool;
+    unsigned index;
+  };
+
+  void grow(unsigned n) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, std::max<std::size_t>(opts_.stack_bytes, 128 << 10));
+    while (threads_.size() < n) {
+      auto t = std::make_unique<Th>(Th{pthread_t{}, this, unsigned(threads_.size())});
+      int rc = pthread_create(&t->id, &attr, &ThreadPool::thread_main, t.get());
+      if (rc != 0) {
+        pthread_attr_destroy(&attr);
+        throw std::runtime_error("emu: cannot start thread " + std::to_string(threads_.size()) +
+                                 " for threads mode (" + std::to_string(n) + " needed)");
+      }
+      threads_.push_back(std::move(t));
+    }
+    pthread_attr_destroy(&attr);
+  }
+
+  void record(const std::string& msg) {
+    std::lock_guard<std::mutex> lk(err_mu_);
+    if (err_.empty()) err_ = msg;
+  }
+
+  void wait_group(const KernelEntry& k) {
+    std::unique_lock<std::mutex> lk(mu_);
+    auto last = std::chrono::steady_clock::now();
+    uint64_t seen = group_.progress.load();
+    bool fired = false;
+    while (!cv_done_.wait_for(lk, std::chrono::milliseconds(100), [&] { return remaining_ == 0; })) {
+      uint64_t p = group_.progress.load();
+      auto now = std::chrono::steady_clock::now();
+      if (p != seen) {
+        seen = p;
+        last = now;
+        continue;
+      }
+      double idle = std::chrono::duration<double>(now - last).count();
+      if (!fired && idle >= opts_.watchdog_seconds) {
+        fired = true;
+        lk.unlock();
+        std::string where = group_.where(), state = group_.state_summary();
+        record(where + ": no progress for " + std::to_string(int(opts_.watchdog_seconds)) + " s (" + state +
+               "): a deadlock or an endless loop");
+        group_.abort();
+        lk.lock();
+        last = now;
+      } else if (fired && idle >= 2) {
+        // Threads stuck outside a barrier cannot be stopped: give up on the pool.
+        poisoned_ = true;
+        std::lock_guard<std::mutex> g(err_mu_);
+        throw std::runtime_error(err_ + "; threads still running, the emulator cannot continue");
+      }
+    }
+    (void)k;
+  }
+
+  static void* thread_main(void* p) {
+    Th* th = static_cast<Th*>(p);
+    th->pool->worker(th->index);
+    return nullptr;
+  }
+
+  void worker(unsigned i) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_go_.wait(lk, [&] { return stop_ || gen_ != seen; });
+        if (stop_) return;
+        seen = gen_;
+        if (i >= active_) continue;
+      }
+      ThreadCtx& c = ctx_[i];
+      tls_ctx = &c;
+      try {
+        k_->run(*l_, c);
+        group_.thread_exit(c);
+      } catch (const Aborted&) {
+      } catch (const std::exception& e) {
+        record(e.what());
+        group_.abort();
+      }
+      tls_ctx = nullptr;
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--remaining_ == 0) cv_done_.notify_all();
+    }
+  }
+
+  LaunchOptions opts_;
+  Group group_{Mode::kThreads};
+  std::vector<std::unique_ptr<Th>> threads_;
+  std::vector<ThreadCtx> ctx_;
+  std::mutex mu_;
+  std::condition_variable cv_go_, cv_done_;
+  uint64_t gen_ = 0;
+  unsigned active_ = 0, remaining_ = 0;
+  bool stop_ = false, poisoned_ = false;
+  const KernelEntry* k_ = nullptr;
+  const Launch* l_ = nullptr;
+  std::mutex err_mu_;
+  std::string err_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pool> make_thread_pool(const LaunchOptions& o) { return std::make_unique<ThreadPool>(o); }
+
+}  // namespace orchard_emu

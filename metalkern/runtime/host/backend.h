@@ -1,0 +1,74 @@
+// backend.h — the one interface both runner backends implement.
+//
+// The runner's main (runner.cpp) parses the command line, reads and writes
+// .npy files, chooses kernels and block sizes, and talks to the GPU (or the
+// CPU emulation) only through this interface. emu_backend.cpp implements it
+// with the emu launcher; metal_backend.mm implements it with Metal.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace orchard {
+
+struct Dim3 {
+  uint32_t x = 1, y = 1, z = 1;
+};
+
+// Limits the kernels must respect. On Metal they come from the device and
+// the pipeline; emu enforces the same numbers as Apple GPUs (1024 threads
+// and 32 KiB of threadgroup memory per threadgroup, 32-wide simdgroups).
+struct Limits {
+  uint32_t max_threads_per_threadgroup = 1024;
+  uint32_t max_threadgroup_memory = 32768;
+  uint32_t simd_width = 32;
+};
+
+// A buffer the host can read and write through `data` (shared storage).
+struct Buffer {
+  void* data = nullptr;
+  size_t bytes = 0;
+  std::string label;
+  std::shared_ptr<void> impl;  // backend-private handle
+};
+
+// One kernel argument: a buffer bound at [[buffer(index)]], or small
+// constant bytes (the params struct) bound at [[buffer(index)]].
+struct Arg {
+  enum Kind { kBuffer, kBytes } kind = kBuffer;
+  int index = 0;
+  const Buffer* buffer = nullptr;
+  const void* bytes = nullptr;
+  size_t length = 0;
+
+  static Arg buf(int index, const Buffer& b) { return Arg{kBuffer, index, &b, nullptr, 0}; }
+  static Arg raw(int index, const void* p, size_t n) { return Arg{kBytes, index, nullptr, p, n}; }
+};
+
+struct BackendOptions {
+  std::string emu_mode;  // emu only: "fibers" (default) or "threads"
+  int workers = 0;       // emu only: worker threads (0 = hardware concurrency)
+  std::string library;   // metal only: path of the .metallib
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;    // "emu" or "metal"
+  virtual std::string device() const = 0;  // e.g. "cpu (fibers, 2 workers)" or "Apple M3 Pro"
+  virtual Limits limits() const = 0;
+  virtual std::vector<std::string> kernels() const = 0;  // host names of available kernels
+  virtual Buffer alloc(size_t bytes, const std::string& label) = 0;
+  // Runs one dispatch to completion. Throws std::runtime_error with a message
+  // that names the kernel (and, for emu, the threads involved) on failure.
+  virtual void dispatch(const std::string& kernel, Dim3 groups, Dim3 threads_per_group,
+                        const std::vector<Arg>& args) = 0;
+};
+
+// Defined by exactly one of emu_backend.cpp / metal_backend.mm.
+std::unique_ptr<Backend> make_backend(const BackendOptions& opts);
+
+}  // namespace orchard

@@ -1,0 +1,144 @@
+// emu_backend.cpp — orchard::Backend on the CPU emulator (emu/launcher.h).
+//
+// Mode: $ORCHARD_EMU_MODE overrides BackendOptions.emu_mode; the default is
+// fibers. A ThreadSanitizer build (ORCHARD_EMU_TSAN) always uses threads.
+// Other knobs: ORCHARD_EMU_WORKERS (fibers workers when opts.workers is 0),
+// ORCHARD_EMU_STACK_KB (per emulated thread, default 256),
+// ORCHARD_EMU_WATCHDOG_SECONDS (default 20).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../emu/launcher.h"
+#include "backend.h"
+
+namespace orchard {
+namespace {
+
+constexpr std::size_t kBufferAlign = 16384;  // like a Metal shared buffer: page aligned
+constexpr std::size_t kMaxBytesArg = 4096;   // setBytes limit on Metal
+
+unsigned long env_number(const char* name, unsigned long def, unsigned long lo, unsigned long hi) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return def;
+  char* end = nullptr;
+  unsigned long n = std::strtoul(v, &end, 10);
+  if (*end || n < lo || n > hi)
+    throw std::runtime_error(std::string("emu: ") + name + "=" + v + ": want a number from " + std::to_string(lo) +
+                             " to " + std::to_string(hi));
+  return n;
+}
+
+class EmuBackend final : public Backend {
+ public:
+  explicit EmuBackend(const BackendOptions& opts) {
+    std::string mode = opts.emu_mode;
+    if (const char* env = std::getenv("ORCHARD_EMU_MODE"); env && *env) mode = env;
+    if (mode.empty()) mode = "fibers";
+    if (mode != "fibers" && mode != "threads")
+      throw std::runtime_error("emu: mode '" + mode + "' is unknown: want fibers or threads (ORCHARD_EMU_MODE)");
+#ifdef ORCHARD_EMU_TSAN
+    mode = "threads";  // ThreadSanitizer cannot follow fiber switches
+#endif
+    orchard_emu::LaunchOptions lo;
+    lo.threads = mode == "threads";
+    lo.workers = opts.workers > 0 ? unsigned(opts.workers) : unsigned(env_number("ORCHARD_EMU_WORKERS", 0, 0, 4096));
+    lo.stack_bytes = env_number("ORCHARD_EMU_STACK_KB", 256, 64, 1 << 20) << 10;
+    lo.watchdog_seconds = double(env_number("ORCHARD_EMU_WATCHDOG_SECONDS", 20, 1, 86400));
+    auto problems = orchard_emu::registry_problems();
+    if (!problems.empty()) throw std::runtime_error("emu: " + problems.front());
+    launcher_ = std::make_unique<orchard_emu::Launcher>(lo);
+  }
+
+  std::string name() const override { return "emu"; }
+
+  std::string device() const override {
+    if (launcher_->threads()) return "cpu (threads)";
+    unsigned w = launcher_->workers();
+    return "cpu (fibers, " + std::to_string(w) + (w == 1 ? " worker)" : " workers)");
+  }
+
+  Limits limits() const override { return Limits{1024, 32768, 32}; }
+
+  std::vector<std::string> kernels() const override {
+    std::vector<std::string> out;
+    for (const auto* e : orchard_emu::registry()) out.push_back(e->host_name);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  Buffer alloc(size_t bytes, const std::string& label) override {
+    size_t n = (std::max<size_t>(bytes, 1) + kBufferAlign - 1) / kBufferAlign * kBufferAlign;
+    void* p = std::aligned_alloc(kBufferAlign, n);
+    if (!p) throw std::runtime_error("emu: cannot allocate " + std::to_string(bytes) + " bytes for '" + label + "'");
+    std::memset(p, 0, n);  // Metal's new buffers are zeroed too
+    Buffer b;
+    b.data = p;
+    b.bytes = bytes;
+    b.label = label;
+    b.impl = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+    return b;
+  }
+
+  void dispatch(const std::string& kernel, Dim3 groups, Dim3 tpg, const std::vector<Arg>& args) override {
+    const orchard_emu::KernelEntry* k = orchard_emu::find_kernel(kernel);
+    if (!k) throw std::runtime_error("emu: no kernel named '" + kernel + "' (" + available() + ")");
+    const std::string who = "kernel '" + kernel + "'";
+    const metal::uint3 g3(groups.x, groups.y, groups.z), t3(tpg.x, tpg.y, tpg.z);
+    orchard_emu::Launcher::check_shape(*k, g3, t3);
+    orchard_emu::Launch l;
+    l.kernel = k;
+    std::vector<std::unique_ptr<std::max_align_t[]>> bytes;  // copies of setBytes-style args
+    for (const Arg& a : args) {
+      if (a.index < 0 || a.index >= orchard_emu::kMaxBuffers)
+        throw std::runtime_error(who + ": buffer index " + std::to_string(a.index) + " is outside 0.." +
+                                 std::to_string(orchard_emu::kMaxBuffers - 1));
+      if (l.buf[a.index]) throw std::runtime_error(who + ": buffer index " + std::to_string(a.index) + " bound twice");
+      if (a.kind == Arg::kBuffer) {
+        if (!a.buffer || !a.buffer->data)
+          throw std::runtime_error(who + ": buffer index " + std::to_string(a.index) + " is bound to no buffer");
+        l.buf[a.index] = a.buffer->data;
+        l.len[a.index] = a.buffer->bytes;
+      } else {
+        if (a.length > kMaxBytesArg)
+          throw std::runtime_error(who + ": " + std::to_string(a.length) + " bytes at index " +
+                                   std::to_string(a.index) + "; Metal's setBytes takes at most 4096");
+        std::size_t words = (std::max<size_t>(a.length, 1) + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
+        bytes.emplace_back(new std::max_align_t[words]());
+        if (a.length) std::memcpy(bytes.back().get(), a.bytes, a.length);
+        l.buf[a.index] = bytes.back().get();
+        l.len[a.index] = a.length;
+      }
+    }
+    for (int i = 0; i < k->nparams; ++i) {
+      const auto& p = k->params[i];
+      if (p.kind != orchard_emu::ParamInfo::kBuiltin && !l.buf[p.index])
+        throw std::runtime_error(who + ": [[buffer(" + std::to_string(p.index) + ")]] '" + p.name + "' (" + p.type +
+                                 ") is not bound");
+    }
+    launcher_->dispatch(*k, g3, t3, l);
+  }
+
+ private:
+  std::string available() const {
+    auto names = kernels();
+    if (names.empty()) return "this runner was built without kernels";
+    std::string s = "available: ";
+    for (size_t i = 0; i < names.size() && i < 12; ++i) s += (i ? ", " : "") + names[i];
+    if (names.size() > 12) s += ", ... (" + std::to_string(names.size()) + " in all)";
+    return s;
+  }
+
+  std::unique_ptr<orchard_emu::Launcher> launcher_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& opts) { return std::make_unique<EmuBackend>(opts); }
+
+}  // namespace orchard

@@ -1,0 +1,169 @@
+// select.h — kernel naming and block-size selection for the attention runner.
+//
+// One table (kBuckets) maps head-dim ranges to a padded head dim `bd` and the
+// block sizes of each pass; kernel_name() builds every kernel name from a
+// pass, dtype and tile, and must agree with the host_name strings of the
+// instantiations in kernels/attn_fwd.metal and kernels/attn_bwd.metal.
+//
+// Every kernel runs 128 threads (4 simdgroups x 32); the "owned" block of a
+// pass (Q rows for fwd/dQ, K rows for dK/dV) is 32 rows, one 8-row strip per
+// simdgroup. The streamed block shrinks as bd grows so threadgroup memory
+// (float32 tiles) stays within 32 KiB; threadgroup_bytes() repeats the
+// kernels' arithmetic so the host can check it before dispatch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+
+namespace orchard {
+
+enum class DType { kF32, kF16 };
+
+inline const char* dtype_tag(DType t) { return t == DType::kF32 ? "f32" : "f16"; }
+inline size_t dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
+
+enum class Pass { kFwd, kBwdPre, kBwdDq, kBwdDkv };
+
+struct Tile {
+  int bq = 0;  // Q rows per block (owned in fwd/dQ, streamed in dK/dV)
+  int bk = 0;  // K/V rows per block (streamed in fwd/dQ, owned in dK/dV)
+  int bd = 0;  // padded head dim
+};
+
+constexpr int kThreadsPerGroup = 128;  // 4 simdgroups x 32 lanes, all kernels
+constexpr int kPreRowsPerGroup = 4;    // attn_bwd_pre: one row per simdgroup
+constexpr int kMaxHeadDim = 256;
+
+struct Bucket {
+  int max_d;  // head dims (previous max_d, max_d] use this bucket; bd == max_d
+  Tile fwd, dq, dkv;
+};
+
+// Head-dim buckets. fwd: K and V share one BK x bd tile; dQ: K and V tiles side by side;
+// dK/dV: Q and dO tiles side by side, so the streamed block halves from bd128 on.
+inline const std::vector<Bucket>& buckets() {
+  static const std::vector<Bucket> kBuckets = {
+      {32, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}},
+      {64, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}},
+      {128, {32, 32, 128}, {32, 16, 128}, {16, 32, 128}},
+      {256, {32, 16, 256}, {32, 8, 256}, {8, 32, 256}},
+  };
+  return kBuckets;
+}
+
+// The one place kernel names are built.
+inline std::string kernel_name(Pass pass, DType dt, const Tile& t) {
+  std::string tiles = "_bq" + std::to_string(t.bq) + "_bk" + std::to_string(t.bk) + "_bd" +
+                      std::to_string(t.bd);
+  switch (pass) {
+    case Pass::kFwd:
+      return std::string("attn_fwd_") + dtype_tag(dt) + tiles;
+    case Pass::kBwdPre:
+      return std::string("attn_bwd_pre_") + dtype_tag(dt);
+    case Pass::kBwdDq:
+      return std::string("attn_bwd_dq_") + dtype_tag(dt) + tiles;
+    case Pass::kBwdDkv:
+      return std::string("attn_bwd_dkv_") + dtype_tag(dt) + tiles;
+  }
+  return "";
+}
+
+// Static threadgroup memory of a kernel, in bytes (same formulas as the kernels).
+inline size_t threadgroup_bytes(Pass pass, const Tile& t) {
+  switch (pass) {
+    case Pass::kFwd:
+      return 4u * size_t(t.bk * t.bd + t.bq * t.bk + 4 * 64);
+    case Pass::kBwdPre:
+      return 0;
+    case Pass::kBwdDq:
+      return 4u * size_t(2 * t.bk * t.bd + 2 * t.bq * t.bk + 64);
+    case Pass::kBwdDkv:
+      return 4u * size_t(2 * t.bq * t.bd + 2 * t.bk * t.bq + 2 * t.bq + 64);
+  }
+  return 0;
+}
+
+// Every kernel the runner may dispatch.
+inline std::vector<std::string> all_kernel_names() {
+  std::vector<std::string> out;
+  for (DType dt : {DType::kF32, DType::kF16}) {
+    out.push_back(kernel_name(Pass::kBwdPre, dt, Tile{}));
+    for (const Bucket& b : buckets()) {
+      out.push_back(kernel_name(Pass::kFwd, dt, b.fwd));
+      out.push_back(kernel_name(Pass::kBwdDq, dt, b.dq));
+      out.push_back(kernel_name(Pass::kBwdDkv, dt, b.dkv));
+    }
+  }
+  return out;
+}
+
+struct AttnShape {
+  int B = 0, H = 0, Nq = 0, Nk = 0, D = 0;
+  DType dtype = DType::kF32;
+  bool causal = false;
+};
+
+struct Selection {
+  bool ok = false;
+  Bucket bucket{};
+  std::string reason;  // why this bucket, or why the shape is unsupported
+};
+
+inline std::string supported_head_dims() {
+  std::string s = "1.." + std::to_string(kMaxHeadDim) + " (buckets";
+  for (const Bucket& b : buckets()) s += " bd" + std::to_string(b.max_d);
+  return s + ")";
+}
+
+// Picks the smallest bucket whose bd >= D.
+inline Selection select(const AttnShape& s) {
+  Selection sel;
+  if (s.D < 1 || s.D > kMaxHeadDim) {
+    sel.reason = "head dim D=" + std::to_string(s.D) + " is not supported: supported D is " +
+                 supported_head_dims();
+    return sel;
+  }
+  int lo = 1;
+  for (const Bucket& b : buckets()) {
+    if (s.D <= b.max_d) {
+      sel.ok = true;
+      sel.bucket = b;
+      sel.reason = "D=" + std::to_string(s.D) + " in " + std::to_string(lo) + ".." +
+                   std::to_string(b.max_d) + " -> bd" + std::to_string(b.max_d) + ": fwd bk" +
+                   std::to_string(b.fwd.bk) + ", dQ bk" + std::to_string(b.dq.bk) +
+                   ", dK/dV bq" + std::to_string(b.dkv.bq) +
+                   " (threadgroup memory <= 32 KiB with float32 tiles)";
+      return sel;
+    }
+    lo = b.max_d + 1;
+  }
+  return sel;
+}
+
+inline uint32_t ceil_div(int a, int b) { return uint32_t((a + b - 1) / b); }
+
+// Grid of threadgroups for a pass.
+inline Dim3 grid_for(Pass pass, const Tile& t, const AttnShape& s) {
+  Dim3 g;
+  g.y = uint32_t(s.H);
+  g.z = uint32_t(s.B);
+  switch (pass) {
+    case Pass::kFwd:
+    case Pass::kBwdDq:
+      g.x = ceil_div(s.Nq, t.bq);
+      break;
+    case Pass::kBwdPre:
+      g.x = ceil_div(s.Nq, kPreRowsPerGroup);
+      break;
+    case Pass::kBwdDkv:
+      g.x = ceil_div(s.Nk, t.bk);
+      break;
+  }
+  return g;
+}
+
+}  // namespace orchard

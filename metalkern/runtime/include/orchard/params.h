@@ -1,0 +1,32 @@
+// params.h — the parameter block shared by the host (C++) and the kernels (MSL).
+//
+// Compiles as Metal Shading Language and as C++17: plain int/float fields
+// only, no includes, no pointers, no padding (every field is 4 bytes). The
+// host fills the struct in declaration order and binds it with setBytes
+// (Metal) or as raw bytes (emu) at the [[buffer(n)]] index each kernel names.
+//
+// Tensor layout (all kernels): row-major contiguous [B, H, N, D] — batch,
+// head, sequence position, head-dimension element. The element (b, h, n, d)
+// of a tensor with N rows lives at ((b * H + h) * N + n) * D + d. Row
+// statistics (LSE, Delta) are [B, H, Nq] float32 at (b * H + h) * Nq + n.
+#pragma once
+
+namespace orchard {
+
+struct AttnParams {
+  int B;             ///< batch size (grid z).
+  int H;             ///< heads per batch entry (grid y).
+  int Nq;            ///< query rows per (b, h): Q, O, dO, dQ are [B, H, Nq, D]; LSE/Delta [B, H, Nq].
+  int Nk;            ///< key/value rows per (b, h): K, V, dK, dV are [B, H, Nk, D].
+  int D;             ///< head dimension actually used, 1 <= D <= the kernel's bd (tails zero-padded).
+  int causal;        ///< 1: query i attends to keys j <= i (top-left aligned, as PyTorch is_causal); 0: all keys.
+  float scale;       ///< softmax scale in the natural domain (host default 1/sqrt(D)); dQ, dK carry it.
+  float scale_log2;  ///< scale * log2(e): scores are computed in the exp2 domain, s2 = (q.k) * scale_log2.
+};
+
+// LSE convention: the forward kernel writes L[b,h,i] = log(sum_j exp(scale * q_i.k_j)) over the
+// keys row i may see, in the NATURAL log base, float32. A row that sees no key (impossible with
+// top-left causal and Nk >= 1, guarded anyway) gets O = 0 and L = -INFINITY.
+// Delta convention: the backward pre-pass writes Delta[b,h,i] = sum_d dO[b,h,i,d] * O[b,h,i,d], float32.
+
+}  // namespace orchard

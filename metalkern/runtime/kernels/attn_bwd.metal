@@ -1,0 +1,207 @@
+// attn_bwd.metal — FlashAttention-2 style backward pass in three dispatches,
+// with no atomics (Metal has no native float atomics):
+//   1. attn_bwd_pre: Delta = rowsum(dO * O), float32 [B, H, Nq].
+//   2. attn_bwd_dq:  one threadgroup per 32-row Q block; loops over K/V blocks:
+//        S = Q K^T, P = exp2(S * scale_log2 - L2), dP = dO V^T,
+//        dS = P * (dP - Delta), dQ += dS K; dQ *= scale at the end.
+//   3. attn_bwd_dkv: one threadgroup per 32-row K/V block; loops over Q blocks:
+//        S^T = K Q^T, P^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q; dK *= scale.
+// L2 = L * log2(e) converts the forward's natural-log LSE to the exp2 domain.
+// Causal blocks entirely above the diagonal are skipped in both passes.
+#include <metal_stdlib>
+using namespace metal;
+
+#include "orchard/params.h"
+#include "attn_common.h"
+#include "loader.h"
+#include "mma.h"
+#include "softmax.h"
+
+// Delta[b,h,i] = sum_d dO[b,h,i,d] * O[b,h,i,d]. Grid (ceil(Nq/4), H, B), 128 threads:
+// one row per simdgroup, lanes stride over the head dim, simd_sum combines them.
+template <typename T>
+[[kernel]] void attn_bwd_pre(const device T* o [[buffer(0)]], const device T* dout [[buffer(1)]],
+                             device float* delta [[buffer(2)]],
+                             constant orchard::AttnParams& p [[buffer(3)]],
+                             uint3 tgid [[threadgroup_position_in_grid]],
+                             uint sg [[simdgroup_index_in_threadgroup]],
+                             uint lane [[thread_index_in_simdgroup]]) {
+  const int row = int(tgid.x) * kSimdgroups + int(sg);
+  const int bh = int(tgid.z) * p.H + int(tgid.y);
+  if (row < p.Nq) {  // uniform per simdgroup
+    const int base = (bh * p.Nq + row) * p.D;
+    float acc = 0.0f;
+    for (int d = int(lane); d < p.D; d += kSimdWidth) {
+      acc += float(o[base + d]) * float(dout[base + d]);
+    }
+    acc = simd_sum(acc);
+    if (lane == 0) {
+      delta[bh * p.Nq + row] = acc;
+    }
+  }
+}
+
+// dQ for one 32-row Q block. K and V blocks of BK rows sit side by side in
+// threadgroup memory (that 2*BK-row region also stages Q, dO and dQ).
+template <typename T, int BQ, int BK, int BD>
+[[kernel]] void attn_bwd_dq(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
+                            const device T* v [[buffer(2)]], const device T* dout [[buffer(3)]],
+                            const device float* lse [[buffer(4)]],
+                            const device float* delta [[buffer(5)]], device T* dq [[buffer(6)]],
+                            constant orchard::AttnParams& p [[buffer(7)]],
+                            uint3 tgid [[threadgroup_position_in_grid]],
+                            uint tid [[thread_index_in_threadgroup]],
+                            uint sg [[simdgroup_index_in_threadgroup]],
+                            uint lane [[thread_index_in_simdgroup]]) {
+  static_assert(BQ == kOwnedRows, "the Q block is one 8-row strip per simdgroup");
+  static_assert(BK % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
+  constexpr int kSmem = 2 * BK * BD + 2 * BQ * BK + 64;
+  static_assert(kSmem * 4 <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
+  threadgroup float smem[kSmem];
+  threadgroup float* ks = smem;                 // K block: BK x BD
+  threadgroup float* vs = ks + BK * BD;         // V block: BK x BD
+  threadgroup float* ss = vs + BK * BD;         // S, then dS: BQ x BK
+  threadgroup float* dps = ss + BQ * BK;        // dP: BQ x BK
+  threadgroup float* zs = dps + BQ * BK;        // 8x8 zeros
+  threadgroup float* s_strip = ss + int(sg) * kStrip * BK;
+  threadgroup float* dp_strip = dps + int(sg) * kStrip * BK;
+
+  const int q0 = int(tgid.x) * BQ;
+  const int bh = int(tgid.z) * p.H + int(tgid.y);
+  const int qoff = bh * p.Nq * p.D;
+  const device T* kb = k + bh * p.Nk * p.D;
+  const device T* vb = v + bh * p.Nk * p.D;
+  const int qrow = q0 + int(sg) * kStrip + int(lane) / 4;
+
+  if (tid < 64) {
+    zs[tid] = 0.0f;
+  }
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  Frag zero;
+  simdgroup_load(zero, zs, 8, ulong2(0, 0), false);
+
+  Frag qf[BD / 8];
+  Frag dof[BD / 8];
+  Frag dqf[BD / 8];
+  load_strip_frags<T, 2 * BK, BD>(qf, ks, q + qoff, q0, p.Nq, p.D, tid, sg);
+  load_strip_frags<T, 2 * BK, BD>(dof, ks, dout + qoff, q0, p.Nq, p.D, tid, sg);
+  strip_zero<BD>(dqf, zero);
+  float l2 = 0.0f;
+  float dl = 0.0f;
+  if (qrow < p.Nq) {
+    l2 = lse[bh * p.Nq + qrow] * kLog2e;
+    dl = delta[bh * p.Nq + qrow];
+  }
+
+  // Causal: keys j >= q0 + BQ are masked for every row of this block.
+  const int kend = p.causal != 0 ? min(p.Nk, q0 + BQ) : p.Nk;
+  for (int k0 = 0; k0 < kend; k0 += BK) {
+    load_tile<T, BK, BD>(ks, kb, k0, p.Nk, p.D, tid);
+    load_tile<T, BK, BD>(vs, vb, k0, p.Nk, p.D, tid);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    strip_abt<BK / 8, BD>(s_strip, BK, qf, ks, zero);    // S = Q K^T
+    strip_abt<BK / 8, BD>(dp_strip, BK, dof, vs, zero);  // dP = dO V^T
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    dq_scores<BK>(s_strip, dp_strip, l2, dl, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    strip_pb<BK / 8, BD>(dqf, s_strip, BK, ks);          // dQ += dS K
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  store_strip_frags<T, 2 * BK, BD>(dq + qoff, dqf, ks, q0, p.Nq, p.D, p.scale, tid, sg);
+}
+
+// dK and dV for one 32-row K/V block. Q and dO blocks of BQ rows sit side by
+// side in threadgroup memory (that 2*BQ-row region also stages K, V, dK, dV).
+template <typename T, int BQ, int BK, int BD>
+[[kernel]] void attn_bwd_dkv(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
+                             const device T* v [[buffer(2)]], const device T* dout [[buffer(3)]],
+                             const device float* lse [[buffer(4)]],
+                             const device float* delta [[buffer(5)]], device T* dk [[buffer(6)]],
+                             device T* dv [[buffer(7)]],
+                             constant orchard::AttnParams& p [[buffer(8)]],
+                             uint3 tgid [[threadgroup_position_in_grid]],
+                             uint tid [[thread_index_in_threadgroup]],
+                             uint sg [[simdgroup_index_in_threadgroup]],
+                             uint lane [[thread_index_in_simdgroup]]) {
+  static_assert(BK == kOwnedRows, "the K/V block is one 8-row strip per simdgroup");
+  static_assert(BQ % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
+  constexpr int kSmem = 2 * BQ * BD + 2 * BK * BQ + 2 * BQ + 64;
+  static_assert(kSmem * 4 <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
+  threadgroup float smem[kSmem];
+  threadgroup float* qs = smem;                 // Q block: BQ x BD
+  threadgroup float* dos = qs + BQ * BD;        // dO block: BQ x BD
+  threadgroup float* sts = dos + BQ * BD;       // S^T, then P^T: BK x BQ
+  threadgroup float* dpts = sts + BK * BQ;      // dP^T, then dS^T: BK x BQ
+  threadgroup float* l2s = dpts + BK * BQ;      // LSE (exp2 domain) of the BQ rows
+  threadgroup float* deltas = l2s + BQ;         // Delta of the BQ rows
+  threadgroup float* zs = deltas + BQ;          // 8x8 zeros
+  threadgroup float* st_strip = sts + int(sg) * kStrip * BQ;
+  threadgroup float* dpt_strip = dpts + int(sg) * kStrip * BQ;
+
+  const int k0 = int(tgid.x) * BK;
+  const int bh = int(tgid.z) * p.H + int(tgid.y);
+  const int koff = bh * p.Nk * p.D;
+  const device T* qb = q + bh * p.Nq * p.D;
+  const device T* dob = dout + bh * p.Nq * p.D;
+  const int krow = k0 + int(sg) * kStrip + int(lane) / 4;
+
+  if (tid < 64) {
+    zs[tid] = 0.0f;
+  }
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  Frag zero;
+  simdgroup_load(zero, zs, 8, ulong2(0, 0), false);
+
+  Frag kf[BD / 8];
+  Frag vf[BD / 8];
+  Frag dkf[BD / 8];
+  Frag dvf[BD / 8];
+  load_strip_frags<T, 2 * BQ, BD>(kf, qs, k + koff, k0, p.Nk, p.D, tid, sg);
+  load_strip_frags<T, 2 * BQ, BD>(vf, qs, v + koff, k0, p.Nk, p.D, tid, sg);
+  strip_zero<BD>(dkf, zero);
+  strip_zero<BD>(dvf, zero);
+
+  // Causal: query rows i < k0 see no key of this block; start at the Q block holding row k0.
+  const int qstart = p.causal != 0 ? (k0 / BQ) * BQ : 0;
+  for (int q0 = qstart; q0 < p.Nq; q0 += BQ) {
+    load_tile<T, BQ, BD>(qs, qb, q0, p.Nq, p.D, tid);
+    load_tile<T, BQ, BD>(dos, dob, q0, p.Nq, p.D, tid);
+    for (int i = int(tid); i < BQ; i += kThreads) {
+      const bool in = q0 + i < p.Nq;
+      l2s[i] = in ? lse[bh * p.Nq + q0 + i] * kLog2e : 0.0f;
+      deltas[i] = in ? delta[bh * p.Nq + q0 + i] : 0.0f;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    strip_abt<BQ / 8, BD>(st_strip, BQ, kf, qs, zero);    // S^T = K Q^T
+    strip_abt<BQ / 8, BD>(dpt_strip, BQ, vf, dos, zero);  // dP^T = V dO^T
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    dkv_scores<BQ>(st_strip, dpt_strip, l2s, deltas, krow, q0, p.Nq, p.Nk, p.causal,
+                   p.scale_log2, lane);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    strip_pb<BQ / 8, BD>(dvf, st_strip, BQ, dos);   // dV += P^T dO
+    strip_pb<BQ / 8, BD>(dkf, dpt_strip, BQ, qs);   // dK += dS^T Q
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  store_strip_frags<T, 2 * BQ, BD>(dv + koff, dvf, qs, k0, p.Nk, p.D, 1.0f, tid, sg);
+  store_strip_frags<T, 2 * BQ, BD>(dk + koff, dkf, qs, k0, p.Nk, p.D, p.scale, tid, sg);
+}
+
+// Instantiations: dtype x head-dim bucket (see host/select.h for the table).
+template [[host_name("attn_bwd_pre_f32")]] [[kernel]] void attn_bwd_pre<float>(const device float* o [[buffer(0)]], const device float* dout [[buffer(1)]], device float* delta [[buffer(2)]], constant orchard::AttnParams& p [[buffer(3)]], uint3 tgid [[threadgroup_position_in_grid]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_pre_f16")]] [[kernel]] void attn_bwd_pre<half>(const device half* o [[buffer(0)]], const device half* dout [[buffer(1)]], device float* delta [[buffer(2)]], constant orchard::AttnParams& p [[buffer(3)]], uint3 tgid [[threadgroup_position_in_grid]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 32>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 64>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk16_bd128")]] [[kernel]] void attn_bwd_dq<float, 32, 16, 128>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<float, 32, 8, 256>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 32>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 64>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk16_bd128")]] [[kernel]] void attn_bwd_dq<half, 32, 16, 128>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<half, 32, 8, 256>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dkv_f32_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dkv<float, 32, 32, 32>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dkv_f32_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dkv<float, 32, 32, 64>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dkv_f32_bq16_bk32_bd128")]] [[kernel]] void attn_bwd_dkv<float, 16, 32, 128>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dkv_f32_bq8_bk32_bd256")]] [[kernel]] void attn_bwd_dkv<float, 8, 32, 256>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dkv_f16_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dkv<half, 32, 32, 32>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dk [[buffer(6)]], device half* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dkv_f16_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dkv<half, 32, 32, 64>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dk [[buffer(6)]], device half* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dkv_f16_bq16_bk32_bd128")]] [[kernel]] void attn_bwd_dkv<half, 16, 32, 128>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dk [[buffer(6)]], device half* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dkv_f16_bq8_bk32_bd256")]] [[kernel]] void attn_bwd_dkv<half, 8, 32, 256>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dk [[buffer(6)]], device half* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);

@@ -1,0 +1,119 @@
+// driver.cpp — a minimal stand-in for the runner's main, used by the Go
+// tests of the emu backend (metalkern/emu_*_test.go). It drives
+// orchard::Backend (backend.h) exactly as the runner does:
+//
+//   driver list
+//   driver run --kernel NAME --grid X,Y,Z --tg X,Y,Z [--mode fibers|threads]
+//              [--in I=FILE] [--out I=FILE:BYTES] [--u32 I=a,b,..] [--i32 I=a,b,..] [--repeat N]
+//
+// --in binds the file's bytes at [[buffer(I)]], --out binds BYTES poisoned
+// bytes (0xFF: NaN floats) and writes them to FILE afterwards, --u32/--i32
+// bind small constant bytes. Prints "ms=<per dispatch>" on success; on a
+// kernel error prints "error: <message>" on stderr and exits 1.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+
+namespace {
+
+orchard::Dim3 dim(const std::string& s) {
+  orchard::Dim3 d;
+  if (std::sscanf(s.c_str(), "%u,%u,%u", &d.x, &d.y, &d.z) != 3) throw std::invalid_argument("bad dims " + s);
+  return d;
+}
+
+struct Out {
+  int index;
+  std::string path;
+  size_t bytes;
+};
+
+int run(int argc, char** argv) {
+  orchard::BackendOptions opts;
+  std::string kernel;
+  orchard::Dim3 grid, tg;
+  int repeat = 1;
+  std::vector<std::pair<int, std::string>> ins;
+  std::vector<Out> outs;
+  std::vector<std::pair<int, std::vector<unsigned char>>> raws;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    auto idx = [&] { return std::atoi(v.substr(0, v.find('=')).c_str()); };
+    auto rest = [&] { return v.substr(v.find('=') + 1); };
+    if (k == "--mode") opts.emu_mode = v;
+    else if (k == "--kernel") kernel = v;
+    else if (k == "--grid") grid = dim(v);
+    else if (k == "--tg") tg = dim(v);
+    else if (k == "--repeat") repeat = std::atoi(v.c_str());
+    else if (k == "--in") ins.push_back({idx(), rest()});
+    else if (k == "--out") {
+      std::string r = rest();
+      outs.push_back({idx(), r.substr(0, r.rfind(':')), std::stoul(r.substr(r.rfind(':') + 1))});
+    } else if (k == "--u32" || k == "--i32") {
+      std::vector<unsigned char> bytes;
+      std::string list = rest();
+      for (size_t p = 0; p <= list.size();) {
+        size_t q = list.find(',', p);
+        if (q == std::string::npos) q = list.size();
+        long long n = std::stoll(list.substr(p, q - p));
+        uint32_t w = uint32_t(n);
+        bytes.insert(bytes.end(), reinterpret_cast<unsigned char*>(&w), reinterpret_cast<unsigned char*>(&w) + 4);
+        p = q + 1;
+      }
+      raws.push_back({idx(), bytes});
+    } else throw std::invalid_argument("unknown flag " + k);
+  }
+  auto be = orchard::make_backend(opts);
+  std::vector<orchard::Buffer> keep;
+  std::vector<orchard::Arg> args;
+  keep.reserve(ins.size() + outs.size());
+  for (auto& [i, path] : ins) {
+    std::ifstream f(path, std::ios::binary);
+    std::vector<char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    keep.push_back(be->alloc(data.size(), path));
+    std::memcpy(keep.back().data, data.data(), data.size());
+    args.push_back(orchard::Arg::buf(i, keep.back()));
+  }
+  for (auto& o : outs) {
+    keep.push_back(be->alloc(o.bytes, o.path));
+    std::memset(keep.back().data, 0xFF, o.bytes);
+    args.push_back(orchard::Arg::buf(o.index, keep.back()));
+  }
+  for (auto& [i, bytes] : raws) args.push_back(orchard::Arg::raw(i, bytes.data(), bytes.size()));
+  auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < repeat; ++r) be->dispatch(kernel, grid, tg, args);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / repeat;
+  for (size_t j = 0; j < outs.size(); ++j) {
+    const orchard::Buffer& b = keep[ins.size() + j];
+    std::ofstream f(outs[j].path, std::ios::binary);
+    f.write(static_cast<const char*>(b.data), std::streamsize(b.bytes));
+  }
+  std::printf("device=%s ms=%.3f\n", be->device().c_str(), ms);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc >= 2 && std::string(argv[1]) == "list") {
+      auto be = orchard::make_backend({});
+      for (auto& k : be->kernels()) std::printf("%s\n", k.c_str());
+      return 0;
+    }
+    if (argc >= 2 && std::string(argv[1]) == "run") return run(argc, argv);
+    std::fprintf(stderr, "usage: driver list | run --kernel K --grid X,Y,Z --tg X,Y,Z ...\n");
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

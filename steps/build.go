@@ -1,0 +1,44 @@
+package steps
+
+import (
+	"context"
+	"io"
+
+	"github.com/orchardkit/orchard/metalkern"
+)
+
+// Build is what the runtime steps share: the runtime source (embedded or
+// ejected), the toolchain found, and the run's choices. The steps pass
+// typed outputs forward through it (Shaders.Out, Kernel.Out, …), never
+// through string maps.
+type Build struct {
+	Source    metalkern.Source
+	Toolchain *ToolchainStep
+	// Race also builds the ThreadSanitizer runner and runs races.
+	Race bool
+	// Seed for the smoke inputs; SeedSet when the user chose it (--seed),
+	// which then joins the smoke step's cache key.
+	Seed    uint64
+	SeedSet bool
+	// EmuMode is the emu launcher mode for the smoke suite ("fibers").
+	EmuMode string
+	// RunID tags this run's kernel-call log lines.
+	RunID string
+}
+
+// execForEnv is execFor with extra environment variables for the child.
+func execForEnv(sc *Context, onLine func(string), env ...string) metalkern.Exec {
+	return func(ctx context.Context, argv, extra []string, stdout io.Writer) error {
+		w := stdout
+		if sc.Log != nil {
+			w = io.MultiWriter(stdout, sc.Log)
+		}
+		return sc.Exec(ctx, Cmd{Args: argv, Stdout: w, OnLine: onLine, Env: append(append([]string{}, env...), extra...)})
+	}
+}
+
+// execFor adapts the step context's Exec (process groups, logs, timeouts)
+// to metalkern's runner client; stdout is also copied to the step log.
+func execFor(sc *Context, onLine func(string)) metalkern.Exec {
+	return execForEnv(sc, onLine)
+}

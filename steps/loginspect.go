@@ -1,0 +1,36 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/orchardkit/orchard/logs"
+)
+
+// LogInspectStep reads the kernel-call log lines of the smoke step's run
+// (by run id: older lines, and other runs', do not count) and checks that
+// every dispatch was logged, that nothing errored or fell back to the CPU,
+// and that the lines name the backend requested.
+type LogInspectStep struct {
+	Smoke *SmokeStep
+}
+
+func (s *LogInspectStep) Name() string  { return "logs" }
+func (s *LogInspectStep) Title() string { return "Log inspection" }
+func (s *LogInspectStep) Output() any   { return &struct{}{} }
+
+// Key: the smoke run it judges. A cached smoke step keeps its run id, so
+// its verdict on the log is reused with it; a new smoke run is inspected
+// afresh.
+func (s *LogInspectStep) Key(sc *Context) (KeyInputs, error) {
+	return KeyInputs{Version: "1", Config: map[string]string{
+		"run": s.Smoke.Out.RunID, "fwd": fmt.Sprint(s.Smoke.Out.FWD), "bwd": fmt.Sprint(s.Smoke.Out.BWD),
+		"log": logs.KernelLogPath(sc.BuildDir, sc.Getenv),
+	}}, nil
+}
+
+func (s *LogInspectStep) Run(ctx context.Context, sc *Context) (Result, error) {
+	path := logs.KernelLogPath(sc.BuildDir, sc.Getenv)
+	cs := logs.CheckRun(path, s.Smoke.Out.RunID, s.Smoke.Out.FWD, s.Smoke.Out.BWD, sc.Backend)
+	return Result{Checks: cs, Detail: fmt.Sprintf("run %s: %d FWD, %d BWD expected", s.Smoke.Out.RunID, s.Smoke.Out.FWD, s.Smoke.Out.BWD)}, nil
+}

@@ -1,0 +1,151 @@
+package steps
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	version "github.com/hashicorp/go-version"
+)
+
+// Minimum versions: one table, shown in evidence as "required: >= X".
+const (
+	// MinCMake is the oldest CMake orchard supports (keep it equal to
+	// metalkern's cmake_minimum_required).
+	MinCMake = "3.20"
+	// MinXcode: Xcode 14 ships Metal 3 / MSL 3.0.
+	MinXcode = "14.0"
+	// MinTorch: PyTorch 2.1 (optional comparison only).
+	MinTorch = "2.1"
+)
+
+var (
+	// A tool version: dotted numbers with an optional attached pre-release
+	// or build part ("3.29.0-rc1", "2.1.0+cpu") and an optional detached
+	// pre-release word ("26.0 beta", "26.1 Beta 2").
+	versionRE  = regexp.MustCompile(`(\d+(?:\.\d+)*)((?:[-+~][0-9A-Za-z.+~-]*)?)(?:\s+((?i:alpha|beta|rc))\s*(\d*))?`)
+	cmakeRE    = regexp.MustCompile(`cmake3? version (\S+)`)
+	metalRE    = regexp.MustCompile(`(?i)metal version (\d+(?:\.\d+)*)`)
+	airLLDRE   = regexp.MustCompile(`AIR-LLD (\d+(?:\.\d+)*)`)
+	xcodeRE    = regexp.MustCompile(`Xcode (\d+(?:\.\d+)*(?:\s+(?i:beta|rc)(?:\s*\d+)?)?)`)
+	gccStyleRE = regexp.MustCompile(`\)\s+(\d+\.\d+(?:\.\d+)?)`)
+	verWordRE  = regexp.MustCompile(`version (\d+\.\d+(?:\.\d+)?)`)
+	pythonRE   = regexp.MustCompile(`Python (\d+\.\d+(?:\.\d+)?\S*)`)
+)
+
+// ParseToolVersion extracts the first version in s ("cmake version
+// 3.29.0-rc1" → 3.29.0-rc1, "26.0 beta" → 26.0-beta).
+func ParseToolVersion(s string) (*version.Version, error) {
+	m := versionRE.FindStringSubmatch(s)
+	if m == nil {
+		return nil, fmt.Errorf("no version number in %q", firstLine(s))
+	}
+	v := m[1] + strings.TrimRight(m[2], ".+~-")
+	if m[3] != "" && m[2] == "" {
+		v += "-" + strings.ToLower(m[3]) + m[4]
+	}
+	return version.NewVersion(v)
+}
+
+// VersionAtLeast reports whether the version found in s satisfies ">= min",
+// comparing cores only: a tool's pre-release or beta ("3.29.0-rc1", Xcode
+// "26.0 beta") counts as its release.
+func VersionAtLeast(s, min string) (bool, error) {
+	v, err := ParseToolVersion(s)
+	if err != nil {
+		return false, err
+	}
+	c, err := version.NewConstraint(">= " + min)
+	if err != nil {
+		return false, err
+	}
+	return c.Check(v.Core()), nil
+}
+
+// ParseCMakeVersion reads `cmake --version` ("cmake version 3.25.1").
+func ParseCMakeVersion(out string) (string, error) {
+	m := cmakeRE.FindStringSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("unexpected cmake --version output %q", firstLine(out))
+	}
+	return m[1], nil
+}
+
+// ParseCompilerVersion reads the first line of `c++ --version` for gcc
+// ("g++ (Debian 12.2.0-14) 12.2.0") and clang ("Apple clang version 15.0.0
+// (clang-1500.3.9.4)", "Debian clang version 16.0.6 (15~deb12u1)").
+func ParseCompilerVersion(out string) (line, ver string) {
+	line = firstLine(out)
+	if m := verWordRE.FindStringSubmatch(line); m != nil {
+		return line, m[1]
+	}
+	if m := gccStyleRE.FindStringSubmatch(line); m != nil {
+		return line, m[1]
+	}
+	if v, err := ParseToolVersion(line); err == nil {
+		return line, v.Original()
+	}
+	return line, ""
+}
+
+// missingMetalToolchain reports Xcode 26's "cannot execute tool 'metal' due
+// to missing Metal Toolchain" error.
+func missingMetalToolchain(out string) bool {
+	return strings.Contains(out, "missing Metal Toolchain")
+}
+
+// notADeveloperTool reports xcrun's answer when only the Command Line Tools
+// are selected: `unable to find utility "metal", not a developer tool or in PATH`.
+func notADeveloperTool(out string) bool {
+	return strings.Contains(out, "unable to find utility") || strings.Contains(out, "requires Xcode")
+}
+
+// ParseMetalVersion reads `xcrun -sdk macosx metal --version` ("Apple metal
+// version 32023.883 (metalfe-32023.883)").
+func ParseMetalVersion(out string) (string, error) {
+	if missingMetalToolchain(out) {
+		return "", fmt.Errorf("missing Metal Toolchain")
+	}
+	m := metalRE.FindStringSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("unexpected metal --version output %q", firstLine(out))
+	}
+	return m[1], nil
+}
+
+// ParseMetallibVersion reads `xcrun -sdk macosx metallib --version`
+// ("AIR-LLD 32023.883 (metalfe-32023.883) …", or "… version N").
+func ParseMetallibVersion(out string) (string, error) {
+	if missingMetalToolchain(out) {
+		return "", fmt.Errorf("missing Metal Toolchain")
+	}
+	if m := airLLDRE.FindStringSubmatch(out); m != nil {
+		return m[1], nil
+	}
+	if m := metalRE.FindStringSubmatch(out); m != nil {
+		return m[1], nil
+	}
+	if m := verWordRE.FindStringSubmatch(out); m != nil {
+		return m[1], nil
+	}
+	return "", fmt.Errorf("unexpected metallib --version output %q", firstLine(out))
+}
+
+// ParseXcodeVersion reads `xcodebuild -version` ("Xcode 26.0\nBuild version
+// 17A324", "Xcode 26.0 beta").
+func ParseXcodeVersion(out string) (string, error) {
+	m := xcodeRE.FindStringSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("unexpected xcodebuild -version output %q", firstLine(out))
+	}
+	return m[1], nil
+}
+
+// ParsePythonVersion reads `python3 --version` ("Python 3.11.7").
+func ParsePythonVersion(out string) (string, error) {
+	m := pythonRE.FindStringSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("unexpected python3 --version output %q", firstLine(out))
+	}
+	return m[1], nil
+}

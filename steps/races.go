@@ -1,0 +1,97 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/metalkern"
+)
+
+// RacesStep runs a few small cases on the ThreadSanitizer build of the emu
+// runner (threads mode: one OS thread per GPU thread). A data race — say, a
+// missing threadgroup_barrier — fails the check with the .metal line.
+type RacesStep struct {
+	B      *Build
+	Kernel *KernelStep
+}
+
+func (s *RacesStep) Name() string  { return "races" }
+func (s *RacesStep) Title() string { return "No data races (ThreadSanitizer)" }
+
+// A TSan frame that points into a kernel source: "#0 attn_fwd<…> /x/attn_fwd.metal:123:9 (…)".
+var tsanFrameRE = regexp.MustCompile(`#\d+ (\S+).* (\S+\.(?:metal|h)):(\d+)`)
+
+func (s *RacesStep) Run(ctx context.Context, sc *Context) (Result, error) {
+	if sc.Backend != BackendEmu || s.Kernel.Out.TSanRunner == "" {
+		return Result{}, Skip("ThreadSanitizer runs on the emu backend only")
+	}
+	var out strings.Builder
+	onLine := func(l string) { out.WriteString(l + "\n") }
+	r := metalkern.Runner{Path: s.Kernel.Out.TSanRunner}
+	cases := metalkern.RaceSuite()
+	c := checks.Check{ID: "races", Title: s.Title(), Status: checks.Pass}
+	for i, k := range cases {
+		sc.Progress(fmt.Sprintf("case %d/%d %s under TSan", i+1, len(cases), k.Name()))
+		res := metalkern.RunSmoke(ctx, execForEnv(sc, onLine, "TSAN_OPTIONS=halt_on_error=1 exitcode=66 second_deadlock_stack=1"),
+			r, filepath.Join(sc.BuildDir, "races"), s.B.Seed, []metalkern.SmokeCase{k}, "threads", nil, nil)
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		if len(res) == 1 && res[0].Err != nil {
+			c.Status = checks.Fail
+			c.Evidence = append(c.Evidence, k.Name()+": "+res[0].Err.Error())
+			var ee *ExecError
+			if errors.As(res[0].Err, &ee) && ee.ExitCode != 66 {
+				continue
+			}
+			break
+		}
+		c.Evidence = append(c.Evidence, k.Name()+": clean")
+	}
+	if c.Status == checks.Fail {
+		report := out.String()
+		if strings.Contains(report, "ThreadSanitizer") {
+			c.Evidence = append(c.Evidence, tsanSummary(report, &c)...)
+			c.Hint = "a threadgroup_barrier(mem_flags::mem_threadgroup) is probably missing between the write and the read above"
+		}
+	}
+	return Result{Checks: []checks.Check{c}, Detail: fmt.Sprintf("%d cases under ThreadSanitizer", len(cases))}, nil
+}
+
+// tsanSummary picks the race's kind and the kernel source lines involved,
+// and points the check at the first.
+func tsanSummary(report string, c *checks.Check) []string {
+	var ev []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(report, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "WARNING: ThreadSanitizer:") || strings.HasPrefix(t, "SUMMARY: ThreadSanitizer:") {
+			if !seen[t] {
+				ev = append(ev, t)
+				seen[t] = true
+			}
+			continue
+		}
+		if m := tsanFrameRE.FindStringSubmatch(t); m != nil {
+			loc := m[2] + ":" + m[3]
+			if !seen[loc] {
+				seen[loc] = true
+				ev = append(ev, "at "+loc+" in "+m[1])
+				if c.File == "" {
+					c.File = m[2]
+					c.Line, _ = strconv.Atoi(m[3])
+				}
+			}
+		}
+		if len(ev) >= 8 {
+			break
+		}
+	}
+	return ev
+}

@@ -1,0 +1,133 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ToolchainInfo is the toolchain step's typed output: the tools later steps
+// run and whose versions go into their cache keys.
+type ToolchainInfo struct {
+	Backend        string   `json:"backend"`
+	Platform       string   `json:"platform"`   // "linux/amd64"
+	OSVersion      string   `json:"os_version"` // "Debian GNU/Linux 12 (bookworm)", "macOS 15.5"
+	CMakePath      string   `json:"cmake_path"`
+	CMakeVersion   string   `json:"cmake_version"`
+	CXXPath        string   `json:"cxx_path"`
+	CXXVersion     string   `json:"cxx_version"`      // "12.2.0"
+	CXXVersionLine string   `json:"cxx_version_line"` // "c++ (Debian 12.2.0-14) 12.2.0"
+	CXXFlags       []string `json:"cxx_flags"`        // what the probe compiled with
+	// Metal backend only.
+	XcrunPath       string   `json:"xcrun_path,omitempty"`
+	XcodeVersion    string   `json:"xcode_version,omitempty"`
+	MetalPath       string   `json:"metal_path,omitempty"`
+	MetalVersion    string   `json:"metal_version,omitempty"`
+	MetallibPath    string   `json:"metallib_path,omitempty"`
+	MetallibVersion string   `json:"metallib_version,omitempty"`
+	GPU             *GPUInfo `json:"gpu,omitempty"`
+}
+
+// Tools maps each tool to "version path", for KeyInputs.Tools.
+func (t ToolchainInfo) Tools() map[string]string {
+	m := map[string]string{}
+	add := func(k, ver, path string) {
+		if v := strings.TrimSpace(ver + " " + path); v != "" {
+			m[k] = v
+		}
+	}
+	add("cmake", t.CMakeVersion, t.CMakePath)
+	add("cxx", t.CXXVersionLine, t.CXXPath)
+	add("xcode", t.XcodeVersion, "")
+	add("metal", t.MetalVersion, t.MetalPath)
+	add("metallib", t.MetallibVersion, t.MetallibPath)
+	return m
+}
+
+// ToolchainStep checks the tools the backend needs. It is not cacheable:
+// the environment is checked on every run.
+type ToolchainStep struct {
+	// Prober is shared with ResolveBackend so no probe runs twice; nil
+	// makes one from the run's environment.
+	Prober *Prober
+	// Out is filled by Run.
+	Out ToolchainInfo
+}
+
+// Name is the step id.
+func (s *ToolchainStep) Name() string { return "toolchain" }
+
+// Title is the step's checklist title.
+func (s *ToolchainStep) Title() string { return "Toolchain" }
+
+// Run probes the tools for sc.Backend ("emu" when empty).
+func (s *ToolchainStep) Run(ctx context.Context, sc *Context) (Result, error) {
+	p := s.Prober
+	if p == nil {
+		p = NewProber(sc.Getenv)
+	}
+	backend := sc.Backend
+	if backend == "" {
+		backend = BackendEmu
+	}
+	results := p.Probes(ctx, backend, false)
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	s.Out = ToolchainInfo{Backend: backend, Platform: p.Platform(), CXXFlags: slices.Clone(CXXFlags)}
+	var res Result
+	var have, missing []string
+	for _, r := range results {
+		res.Checks = append(res.Checks, r.Check)
+		if sc.Log != nil {
+			fmt.Fprintf(sc.Log, "%s: %s\n", r.Check.ID, r.Check.Status)
+			for _, e := range r.Check.Evidence {
+				fmt.Fprintf(sc.Log, "  %s\n", e)
+			}
+			if r.Check.Hint != "" {
+				fmt.Fprintf(sc.Log, "  fix: %s\n", r.Check.Hint)
+			}
+		}
+		if r.Failed() {
+			res.EnvFailure = true
+			missing = append(missing, strings.TrimPrefix(r.Check.ID, "toolchain."))
+			continue
+		}
+		s.Out.fill(r)
+		if r.Version != "" && r.Check.ID != ProbeOS {
+			have = append(have, strings.TrimPrefix(r.Check.ID, "toolchain.")+" "+r.Version)
+		}
+	}
+	if res.EnvFailure {
+		res.Detail = "missing or unusable: " + strings.Join(missing, ", ") + " (see: orchard doctor --fix)"
+	} else {
+		res.Detail = strings.Join(have, ", ")
+	}
+	return res, nil
+}
+
+// fill copies a passed probe's facts into t.
+func (t *ToolchainInfo) fill(r ProbeResult) {
+	switch r.Check.ID {
+	case ProbeOS:
+		t.OSVersion = r.Version
+	case ProbeCMake:
+		t.CMakePath, t.CMakeVersion = r.Path, r.Version
+	case ProbeCXX:
+		t.CXXPath, t.CXXVersion, t.CXXVersionLine = r.Path, r.Version, r.VersionLine
+	case ProbeXcrun:
+		t.XcrunPath = r.Path
+	case ProbeXcode:
+		t.XcodeVersion = r.Version
+	case ProbeMetal:
+		t.MetalPath, t.MetalVersion = r.Path, r.Version
+	case ProbeMetallib:
+		t.MetallibPath, t.MetallibVersion = r.Path, r.Version
+	case ProbeGPU:
+		t.GPU = r.GPU
+	}
+}
+
+// compile-time check: the step implements Step.
+var _ Step = (*ToolchainStep)(nil)
