@@ -54,6 +54,7 @@ func startHelper(b *testing.B, files ...string) *helperProc {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }) // also when not ready
 	errs := bufio.NewReader(stderr)
 	for {
 		line, err := errs.ReadString('\n')
@@ -65,9 +66,7 @@ func startHelper(b *testing.B, files ...string) *helperProc {
 		}
 	}
 	go errs.WriteTo(io.Discard)
-	h := &helperProc{cmd: cmd, out: bufio.NewReaderSize(stdout, 1<<20)}
-	b.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
-	return h
+	return &helperProc{cmd: cmd, out: bufio.NewReaderSize(stdout, 1<<20)}
 }
 
 // cpuTicks is the process's utime+stime from /proc/<pid>/stat, in clock ticks.

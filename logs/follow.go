@@ -34,6 +34,9 @@ type FollowOptions struct {
 	Notice string
 }
 
+// newWatcher is fsnotify.NewWatcher; tests replace it to make it fail.
+var newWatcher = fsnotify.NewWatcher
+
 // Follower follows files like GNU `tail -F`: by name, across creation,
 // truncation, deletion, rotation and atomic replacement (docs/logs.md). It
 // owns one fsnotify watcher, created and closed by Run.
@@ -107,19 +110,21 @@ func (fl *Follower) Run(ctx context.Context) error {
 		return errors.New("follower: Run called twice")
 	}
 	fl.ran = true
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("follower: %w", err)
-	}
 	wake := make(chan struct{}, 1)
 	errs := make(chan error, 4)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); pump(w, wake, errs) }() // the reader runs before Add
-	defer func() {
-		w.Close()
-		wg.Wait()
-	}()
+	w, err := newWatcher()
+	if err != nil {
+		// E.g. the inotify instance limit (fs.inotify.max_user_instances).
+		fl.notice("cannot watch for changes (%v); looking every %v", err, fl.opts.Poll)
+	} else {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); pump(w, wake, errs) }() // the reader runs before Add
+		defer func() {
+			w.Close()
+			wg.Wait()
+		}()
+	}
 	defer fl.closeAll()
 
 	fl.watchDirs(w)
@@ -198,6 +203,9 @@ func poke(c chan<- struct{}) {
 // (removed and created again, renamed away): a missing dir is retried on the
 // next poll and its files are looked at by the poll meanwhile.
 func (fl *Follower) watchDirs(w *fsnotify.Watcher) {
+	if w == nil {
+		return // polling only
+	}
 	for dir, id := range fl.dirs {
 		fi, err := os.Stat(dir)
 		if err != nil {

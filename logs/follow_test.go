@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // syncBuf is an io.Writer the test reads while the Follower writes.
@@ -267,9 +269,16 @@ func TestFollowFiltersHighlightAndColor(t *testing.T) {
 	}})
 	appendTo(t, a, "[t] FWD call=1 run=x\n[t] FWD call=2 run=x\n[t] BWD call=1\n")
 	appendTo(t, b, "[t] ERROR msg=boom\n")
-	r.waitLines(t,
+	// Files interleave as their lines come: compare as a set.
+	want := []string{
 		"\x1b[92ma.log:\x1b[0m \x1b[36m[t] FWD\x1b[0m call=1 \x1b[7mrun=x\x1b[0m",
-		"\x1b[94mb.log:\x1b[0m \x1b[1;31m[t] ERROR msg=boom\x1b[0m")
+		"\x1b[94mb.log:\x1b[0m \x1b[1;31m[t] ERROR msg=boom\x1b[0m",
+	}
+	waitFor(t, func() string { return fmt.Sprintf("lines %q, have %q", want, r.out) }, func() bool {
+		got := r.out.lines()
+		slices.Sort(got)
+		return slices.Equal(got, want)
+	})
 }
 
 func TestFollowJSON(t *testing.T) {
@@ -407,4 +416,14 @@ func TestFollowNameBecomesADirectoryAndBack(t *testing.T) {
 	appendTo(t, path, "b\n")
 	r.waitLines(t, "a", "b")
 	r.waitNotice(t, "has appeared; following new file")
+}
+
+func TestFollowWithoutWatcherPolls(t *testing.T) {
+	defer func(orig func() (*fsnotify.Watcher, error)) { newWatcher = orig }(newWatcher)
+	newWatcher = func() (*fsnotify.Watcher, error) { return nil, errors.New("too many open files") }
+	path := filepath.Join(t.TempDir(), "k.log")
+	r := startFollowing(t, FollowOptions{Files: []string{path}, Poll: 10 * time.Millisecond})
+	r.waitNotice(t, "tail-logs: cannot watch for changes (too many open files); looking every 10ms")
+	appendTo(t, path, "polled\n")
+	r.waitLines(t, "polled")
 }

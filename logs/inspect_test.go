@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -168,4 +169,31 @@ func TestNoCallsExpected(t *testing.T) {
 	writeFile(t, path, runLines("other", "emu", 3, 3))
 	wantStatuses(t, CheckRun(path, "r", 0, 0, "emu"), map[string]checks.Status{
 		CheckKernelCalls: checks.Pass, CheckLogsClean: checks.Pass, CheckOnAccelerator: checks.Skip})
+}
+
+// TestInspectDuringRotation rotates the log (path → path.1, a new empty
+// path) at random moments while Inspect reads it: every line is counted
+// once whichever way the race goes.
+func TestInspectDuringRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "k.log")
+	content := runLines("r", "emu", 300, 200)
+	for i := range 200 {
+		os.Remove(path + ".1")
+		writeFile(t, path, content)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range i % 50 { // a varying delay, in scheduler yields
+				runtime.Gosched()
+			}
+			os.Rename(path, path+".1")
+			os.WriteFile(path, nil, 0o600) // not writeFile: no t.Fatal off the test goroutine
+		}()
+		s, err := Inspect(path, "r")
+		<-done
+		if err != nil || s.FWD != 300 || s.BWD != 200 {
+			t.Fatalf("iteration %d: FWD %d BWD %d files %v err %v", i, s.FWD, s.BWD, s.Files, err)
+		}
+	}
 }

@@ -45,6 +45,8 @@ type Line struct {
 	Word string // FWD, BWD, ERROR, FALLBACK, ALLOC, or a newer word
 
 	Call    int       // call=N: the Nth call of this word in the process (1-based)
+	Name    string    // name=: the tensor's name (ALLOC)
+	Bytes   int64     // bytes=: the allocation's size (ALLOC)
 	Time    time.Time // time=RFC 3339 with ms, e.g. 2026-11-28T10:15:30.123Z
 	PID     int       // pid=
 	Run     string    // run=: the run id (ORCHARD_RUN_ID)
@@ -56,8 +58,6 @@ type Line struct {
 	Causal  *bool     // causal=0|1
 	Storage string    // storage=shared|private|managed|memoryless
 	DurUS   int64     // dur_us=: wall time of the call in microseconds
-	Name    string    // name=: the tensor's name (ALLOC)
-	Bytes   int64     // bytes=: the allocation's size (ALLOC)
 	Msg     string    // msg=: what happened, for people (ERROR, FALLBACK)
 	Extra   []Field   // other keys, in the order they appeared
 }
@@ -79,11 +79,12 @@ func (s Shape) String() string {
 // Bool returns a pointer to v, for Line.Causal.
 func Bool(v bool) *bool { return &v }
 
-// knownKeys lists the typed keys in the order Format writes them: call first,
-// so the seed's `FWD call=1` stays greppable, msg last because it is long.
+// knownKeys lists the typed keys in the order Format writes them: what names
+// the record first (call for FWD/BWD, so the seed's `FWD call=1` stays
+// greppable; name and bytes for ALLOC), msg last because it is long.
 var knownKeys = []string{
-	"call", "time", "pid", "run", "backend", "kernel", "op", "shape", "dtype",
-	"causal", "storage", "dur_us", "name", "bytes", "msg",
+	"call", "name", "bytes", "time", "pid", "run", "backend", "kernel", "op",
+	"shape", "dtype", "causal", "storage", "dur_us", "msg",
 }
 
 func isKnownKey(k string) bool {
@@ -116,6 +117,8 @@ func Format(l Line) string {
 		}
 	}
 	num("call", int64(l.Call))
+	str("name", l.Name)
+	num("bytes", l.Bytes)
 	if !l.Time.IsZero() {
 		writeField(&b, "time", formatTime(l.Time))
 	}
@@ -137,8 +140,6 @@ func Format(l Line) string {
 	}
 	str("storage", l.Storage)
 	num("dur_us", l.DurUS)
-	str("name", l.Name)
-	num("bytes", l.Bytes)
 	str("msg", l.Msg)
 	for _, f := range l.Extra {
 		writeField(&b, f.Key, f.Value)
@@ -217,6 +218,8 @@ func (l Line) MarshalJSON() ([]byte, error) {
 		Tag     string            `json:"tag"`
 		Word    string            `json:"word"`
 		Call    int               `json:"call,omitempty"`
+		Name    string            `json:"name,omitempty"`
+		Bytes   int64             `json:"bytes,omitempty"`
 		Time    string            `json:"time,omitempty"`
 		PID     int               `json:"pid,omitempty"`
 		Run     string            `json:"run,omitempty"`
@@ -228,8 +231,6 @@ func (l Line) MarshalJSON() ([]byte, error) {
 		Causal  *bool             `json:"causal,omitempty"`
 		Storage string            `json:"storage,omitempty"`
 		DurUS   int64             `json:"dur_us,omitempty"`
-		Name    string            `json:"name,omitempty"`
-		Bytes   int64             `json:"bytes,omitempty"`
 		Msg     string            `json:"msg,omitempty"`
 		Extra   map[string]string `json:"extra,omitempty"`
 	}

@@ -3,6 +3,7 @@ package logs
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -196,4 +197,31 @@ func sameLine(a, b Line) bool {
 	}
 	a.Time, b.Time = time.Time{}, time.Time{}
 	return reflect.DeepEqual(a, b)
+}
+
+// TestDocExamplesRoundTrip: the example lines in docs/logs.md parse, and
+// Format writes them back byte for byte (they are in Format's key order).
+func TestDocExamplesRoundTrip(t *testing.T) {
+	doc, err := os.ReadFile("../docs/logs.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(l, "[flashattn.") {
+			continue
+		}
+		n++
+		p, err := Parse(l)
+		if err != nil {
+			t.Errorf("docs/logs.md: %v\n%s", err, l)
+			continue
+		}
+		if got := Format(p); got != l {
+			t.Errorf("docs/logs.md line not in Format's order:\n got %s\nwant %s", got, l)
+		}
+	}
+	if n < 6 {
+		t.Errorf("found %d example lines in docs/logs.md, want at least 6", n)
+	}
 }

@@ -217,6 +217,12 @@ func (fl *Follower) checkName(s *source) {
 			s.lastErr = err.Error()
 			fl.notice("cannot open '%s' for reading: %v", s.name, unwrap(err))
 		}
+		if s.f != nil {
+			s.gone = true // the name holds something we cannot follow
+			if s.st.nlink == 0 {
+				fl.retire(s)
+			}
+		}
 		return
 	}
 	s.lastErr = ""

@@ -1,6 +1,3 @@
-// Package metalkern holds orchard's embedded Metal runtime (kernels, params
-// header, emu shim and launcher, host runners, CMake build) and the Go code
-// that prepares it, such as the emu binding generator (GenerateEmu).
 package metalkern
 
 // GenerateEmu: the binding generator of the emu backend. It runs the

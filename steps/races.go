@@ -25,7 +25,7 @@ func (s *RacesStep) Name() string  { return "races" }
 func (s *RacesStep) Title() string { return "No data races (ThreadSanitizer)" }
 
 // A TSan frame that points into a kernel source: "#0 attn_fwd<…> /x/attn_fwd.metal:123:9 (…)".
-var tsanFrameRE = regexp.MustCompile(`#\d+ (\S+).* (\S+\.(?:metal|h)):(\d+)`)
+var tsanFrameRE = regexp.MustCompile(`#\d+ (.*) (\S+\.(?:metal|h)):(\d+)`)
 
 func (s *RacesStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	if sc.Backend != BackendEmu || s.Kernel.Out.TSanRunner == "" {
@@ -64,34 +64,49 @@ func (s *RacesStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	return Result{Checks: []checks.Check{c}, Detail: fmt.Sprintf("%d cases under ThreadSanitizer", len(cases))}, nil
 }
 
-// tsanSummary picks the race's kind and the kernel source lines involved,
-// and points the check at the first.
+// tsanSummary picks the race's kind and the kernel source lines involved
+// (frames in the shim and the C++ library are left out) and points the check
+// at the first .metal line.
 func tsanSummary(report string, c *checks.Check) []string {
 	var ev []string
 	seen := map[string]bool{}
 	for _, line := range strings.Split(report, "\n") {
 		t := strings.TrimSpace(line)
-		if strings.HasPrefix(t, "WARNING: ThreadSanitizer:") || strings.HasPrefix(t, "SUMMARY: ThreadSanitizer:") {
+		if strings.HasPrefix(t, "WARNING: ThreadSanitizer:") {
 			if !seen[t] {
-				ev = append(ev, t)
+				ev = append(ev, strings.TrimSpace(strings.Split(t, "(pid=")[0]))
 				seen[t] = true
 			}
 			continue
 		}
-		if m := tsanFrameRE.FindStringSubmatch(t); m != nil {
-			loc := m[2] + ":" + m[3]
-			if !seen[loc] {
-				seen[loc] = true
-				ev = append(ev, "at "+loc+" in "+m[1])
-				if c.File == "" {
-					c.File = m[2]
-					c.Line, _ = strconv.Atoi(m[3])
-				}
-			}
+		m := tsanFrameRE.FindStringSubmatch(t)
+		if m == nil || !kernelSource(m[2]) {
+			continue
+		}
+		loc := m[2] + ":" + m[3]
+		if seen[loc] {
+			continue
+		}
+		seen[loc] = true
+		fn, _, _ := strings.Cut(m[1], "<")
+		fn, _, _ = strings.Cut(fn, "(")
+		if f := strings.Fields(fn); len(f) > 0 {
+			fn = f[len(f)-1]
+		}
+		ev = append(ev, "at "+loc+" in "+fn)
+		if c.File == "" && strings.HasSuffix(m[2], ".metal") {
+			c.File = m[2]
+			c.Line, _ = strconv.Atoi(m[3])
 		}
 		if len(ev) >= 8 {
 			break
 		}
 	}
 	return ev
+}
+
+// kernelSource: a .metal file or a header beside the kernels, not the emu
+// shim or the C++ library.
+func kernelSource(path string) bool {
+	return strings.HasSuffix(path, ".metal") || filepath.Base(filepath.Dir(path)) == "kernels"
 }

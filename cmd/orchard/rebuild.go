@@ -39,10 +39,10 @@ func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command 
   shaders        compile each .metal file (emu: pre-pass + C++; Mac: xcrun metal + metallib)
   kernel         CMake configure + build of the runner
   runtime-loads  the runner starts and reports the requested backend and every kernel
+  races          (--race) a few cases under ThreadSanitizer, with the .metal line of a race
   smoke          forward/backward of the built-in suite against a float64 reference
   logs           this run's kernel-call log lines: every dispatch logged, no errors or
                  CPU fallbacks, on the requested backend
-  races          (--race) a few cases under ThreadSanitizer, with the .metal line of a race
 
 Each step is cached: a step whose inputs, commands, tool versions and
 allowlisted environment are unchanged, and whose outputs still exist, is not
@@ -127,15 +127,18 @@ func rebuildPipeline(b *steps.Build) []steps.Step {
 		kernel,
 		// The runner starts and is the backend we asked for.
 		&steps.RuntimeLoadsStep{B: b, Shaders: shaders, Kernel: kernel},
+	}
+	if b.Race {
+		// Before the smoke suite: a race (say, a missing barrier) is named
+		// with its .metal line, where a numeric mismatch would only say "wrong".
+		p = append(p, &steps.RacesStep{B: b, Kernel: kernel})
+	}
+	p = append(p,
 		// The kernels compute what the float64 reference computes.
 		smoke,
 		// Every dispatch was logged, cleanly, on the backend we asked for.
 		&steps.LogInspectStep{Smoke: smoke},
-	}
-	if b.Race {
-		// Races a numeric check can miss (a missing barrier), with the line.
-		p = append(p, &steps.RacesStep{B: b, Kernel: kernel})
-	}
+	)
 	return p
 }
 

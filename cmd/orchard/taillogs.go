@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orchardkit/orchard/logs"
+	"github.com/orchardkit/orchard/steps"
 )
 
 // TailLogsOptions holds `orchard tail-logs`'s inputs.
@@ -77,7 +78,7 @@ Ctrl-C ends it: held lines are printed and orchard exits 130.`,
 	fl.StringArrayVarP(&opts.Include, "include", "i", nil, "print only lines matching `REGEX` (repeatable)")
 	fl.StringArrayVarP(&opts.Exclude, "exclude", "e", nil, "do not print lines matching `REGEX` (repeatable; wins over --include)")
 	fl.StringArrayVarP(&opts.Highlight, "highlight", "H", nil, "highlight matches of `REGEX` (repeatable; with colour)")
-	fl.StringVarP(&opts.Output, "output", "o", "text", "output: text, or json (one object per line)")
+	fl.StringVarP(&opts.Output, "output", "o", "text", "output `FORMAT`: text, or json (one object per line)")
 	fl.DurationVar(&opts.Poll, "poll", logs.DefaultPoll, "safety poll interval, for changes the file watcher missed")
 	return cmd
 }
@@ -111,16 +112,18 @@ func tailLogsPrint(opts *TailLogsOptions) (logs.PrintOptions, error) {
 }
 
 // tailLogsFiles returns --file, or both logs of the build dir.
-func tailLogsFiles(opts *TailLogsOptions) ([]string, error) {
+func tailLogsFiles(ctx context.Context, opts *TailLogsOptions) ([]string, error) {
 	if len(opts.Files) > 0 {
 		return opts.Files, nil
 	}
-	// TODO: resolve "auto" with the shared backend resolver
-	// (steps.ResolveBackend) once it is wired for commands; until then
-	// "auto" means emu, the backend that runs everywhere.
-	backend := "emu"
-	if opts.F.Global.Backend == "metal" {
-		backend = "metal"
+	// Following a build dir's logs needs no GPU: an explicit backend only
+	// names the build dir; auto resolves as rebuild would.
+	backend := opts.F.Global.Backend
+	if backend == steps.BackendAuto {
+		var err error
+		if backend, _, err = steps.ResolveBackend(ctx, backend, steps.NewProber(opts.F.IO.Getenv)); err != nil {
+			return nil, envErrorf("%v", err)
+		}
 	}
 	dir, err := opts.F.resolveBuildDir(backend)
 	if err != nil {
@@ -131,7 +134,7 @@ func tailLogsFiles(opts *TailLogsOptions) ([]string, error) {
 }
 
 func runTailLogs(ctx context.Context, opts *TailLogsOptions) error {
-	files, err := tailLogsFiles(opts)
+	files, err := tailLogsFiles(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -351,6 +351,16 @@ func writerDo(a []string) error {
 
 // ---- the tests ----
 
+func withPrefix(lines []string, prefix string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func TestTailLogsAbsentThenCreatedThenCtrlC(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "k.log")
 	tl := startTailer(t, "--file", path, "--poll", "1h")
@@ -394,12 +404,14 @@ func TestTailLogsLineInTwoHalves(t *testing.T) {
 	w.do("append", b, "")
 	tl := startTailer(t, "--file", a, "--file", b, "--from-start", "--poll", "1h")
 	w.do("append", a, "first half, ")
-	// A barrier: once b's line is out, a (looked at before b on every
-	// wake-up) has been read past its half line.
-	w.do("append", b, "barrier\n")
-	tl.waitLines("b.log: barrier")
+	// Barriers: the wake-up that prints b's second barrier began after the
+	// first was printed, so it read a (a comes first) past the half line.
+	w.do("append", b, "barrier 1\n")
+	tl.waitLines("b.log: barrier 1")
+	w.do("append", b, "barrier 2\n")
+	tl.waitLines("b.log: barrier 1", "b.log: barrier 2") // and no half line
 	w.do("append", a, "second half\n")
-	tl.waitLines("b.log: barrier", "a.log: first half, second half")
+	tl.waitLines("b.log: barrier 1", "b.log: barrier 2", "a.log: first half, second half")
 }
 
 func TestTailLogsTruncateAndSameSizeRewrite(t *testing.T) {
@@ -494,11 +506,15 @@ func TestTailLogsLongLineInvalidUTF8FiltersColor(t *testing.T) {
 	w.do("append", a, "[t] FWD call=1 run=r1\n[t] FWD call=2 run=r1\nnot included\nbad \xff\xfe utf8\n")
 	w.do("append", b, "[t] ERROR msg=boom\n")
 	pa, pb := "\x1b[92ma.log:\x1b[0m ", "\x1b[94mb.log:\x1b[0m "
-	tl.waitLines(
-		pa+strings.Repeat("x", 1<<20)+" [tail-logs: line cut at 1 MiB]",
-		pa+"\x1b[36m[t] FWD\x1b[0m call=1 \x1b[7mrun=r1\x1b[0m",
-		pa+"bad \uFFFD utf8",
-		pb+"\x1b[1;31m[t] ERROR msg=boom\x1b[0m")
+	// Lines of one file keep their order; files interleave as they come.
+	tl.waitUntil("a's and b's lines", func(l []string) bool {
+		return slices.Equal(withPrefix(l, pa), []string{
+			pa + strings.Repeat("x", 1<<20) + " [tail-logs: line cut at 1 MiB]",
+			pa + "\x1b[36m[t] FWD\x1b[0m call=1 \x1b[7mrun=r1\x1b[0m",
+			pa + "bad \uFFFD utf8",
+		}) && slices.Equal(withPrefix(l, pb), []string{pb + "\x1b[1;31m[t] ERROR msg=boom\x1b[0m"}) &&
+			len(l) == 4
+	})
 }
 
 func TestTailLogsJSON(t *testing.T) {
@@ -572,7 +588,7 @@ func TestTailLogsFlags(t *testing.T) {
 			if err := root.Execute(); err != nil {
 				t.Fatal(err)
 			}
-			files, err := tailLogsFiles(got)
+			files, err := tailLogsFiles(context.Background(), got)
 			if err != nil || !slices.Equal(files, tt.files) {
 				t.Errorf("files = %q, %v; want %q", files, err, tt.files)
 			}

@@ -70,6 +70,7 @@ void Group::configure(const KernelEntry* k, metal::uint3 tpg, metal::uint3 group
     sgs_[i].first = i * kSimdWidth;
     sgs_[i].size = std::min(kSimdWidth, n_ - i * kSimdWidth);
   }
+  tg_used_ = kTgLimit;  // the first group of the dispatch poisons the whole arena
 }
 
 void Group::begin(metal::uint3 pos, ThreadCtx* ctx) {
@@ -112,7 +113,8 @@ std::string Group::where() const {
   return o.str();
 }
 
-// Threads (of `sg`, or of the group when sg is null) in state st, grouped by site.
+// "lanes 0-15 wait at f.metal:3:9 (simd_sum); lane 16 has returned": the
+// threads (of `sg`, or of the group when sg is null) in state st, by site.
 std::string Group::threads_where(St st, const Simd* sg) const {
   unsigned lo = sg ? sg->first : 0, hi = sg ? sg->first + sg->size : n_;
   std::vector<std::pair<Site, std::vector<unsigned>>> by;
@@ -130,12 +132,21 @@ std::string Group::threads_where(St st, const Simd* sg) const {
   }
   std::string out;
   for (auto& [s, ids] : by) {
+    bool one = ids.size() == 1;
     if (!out.empty()) out += "; ";
-    out += (sg ? "lanes " : "threads ") + ranges(ids);
-    if (st != kDone) out += " wait at " + describe(s);
+    out += std::string(sg ? (one ? "lane " : "lanes ") : (one ? "thread " : "threads ")) + ranges(ids);
+    if (st == kDone) out += one ? " has returned" : " have returned";
+    else out += (one ? " waits at " : " wait at ") + describe(s);
   }
   return out;
 }
+
+namespace {
+const char* kTgFix = "; every thread of a threadgroup must reach the same threadgroup_barrier calls "
+                     "(no early return or divergent branch around them)";
+const char* kSgFix = "; every lane of a simdgroup must reach the same simd_*/simdgroup_* calls "
+                     "(Apple GPUs may tolerate divergence there, emu does not)";
+}  // namespace
 
 void Group::diverge(const std::string& what) {
   throw KernelError(where() + ": " + what);
@@ -146,15 +157,12 @@ void Group::arrive_tg(ThreadCtx& c, const Site& s) {
   unsigned t = c.thread_index_in_threadgroup;
   Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
   if (done_ > 0 || sg.arrived > 0 || (tg_arrived_ > 0 && !same_site(tg_site_, s))) [[unlikely]] {
-    std::string me = "thread " + std::to_string(t) + " reached " + describe(s);
-    const char* fix = "; every thread of a threadgroup must reach the same threadgroup_barrier calls "
-                      "(no early return or divergent branch around them)";
-    if (done_ > 0) diverge("divergent threadgroup_barrier: " + me + " but threads " + threads_where(kDone, nullptr) +
-                           " have returned" + fix);
+    std::string me = "divergent threadgroup_barrier: thread " + std::to_string(t) + " reached " + describe(s);
+    if (done_ > 0) diverge(me + " but " + threads_where(kDone, nullptr) + kTgFix);
     if (sg.arrived > 0)
-      diverge("divergent threadgroup_barrier: " + me + " while, in its simdgroup " +
-              std::to_string(c.simdgroup_index_in_threadgroup) + ", " + threads_where(kWaitSg, &sg) + fix);
-    diverge("divergent threadgroup_barrier: " + threads_where(kWaitTg, nullptr) + " but " + me + fix);
+      diverge(me + " while, in its simdgroup " + std::to_string(c.simdgroup_index_in_threadgroup) + ", " +
+              threads_where(kWaitSg, &sg) + kTgFix);
+    diverge(me + " but " + threads_where(kWaitTg, nullptr) + kTgFix);
   }
   if (tg_arrived_ == 0) tg_site_ = s;
   th_[t] = TState{kWaitTg, s};
@@ -174,11 +182,9 @@ void Group::arrive_sg(ThreadCtx& c, const Site& s) {
     std::string head = "divergent " + std::string(s.op ? s.op : "simd op") + " in simdgroup " +
                        std::to_string(c.simdgroup_index_in_threadgroup) + ": lane " +
                        std::to_string(c.thread_index_in_simdgroup) + " reached " + describe(s);
-    const char* fix = "; every lane of a simdgroup must reach the same simd_*/simdgroup_* calls "
-                      "(Apple GPUs may tolerate divergence there, emu does not)";
-    if (sg.done > 0) diverge(head + " but lanes " + threads_where(kDone, &sg) + " have returned" + fix);
-    if (sg.tg_waiting > 0) diverge(head + " while " + threads_where(kWaitTg, &sg) + fix);
-    diverge(head + " while " + threads_where(kWaitSg, &sg) + fix);
+    if (sg.done > 0) diverge(head + " but " + threads_where(kDone, &sg) + kSgFix);
+    if (sg.tg_waiting > 0) diverge(head + " while " + threads_where(kWaitTg, &sg) + kSgFix);
+    diverge(head + " while " + threads_where(kWaitSg, &sg) + kSgFix);
   }
   if (sg.arrived == 0) sg.site = s;
   th_[t] = TState{kWaitSg, s};
@@ -252,13 +258,11 @@ void Group::thread_exit(ThreadCtx& c) {
   progress.fetch_add(1, std::memory_order_relaxed);
   if (tg_arrived_ > 0)
     diverge("divergent threadgroup_barrier: thread " + std::to_string(t) + " returned while " +
-            threads_where(kWaitTg, nullptr) +
-            "; every thread of a threadgroup must reach the same threadgroup_barrier calls");
+            threads_where(kWaitTg, nullptr) + kTgFix);
   if (sg.arrived > 0)
     diverge("divergent " + std::string(sg.site.op ? sg.site.op : "simd op") + " in simdgroup " +
             std::to_string(c.simdgroup_index_in_threadgroup) + ": lane " + std::to_string(c.thread_index_in_simdgroup) +
-            " returned while " + threads_where(kWaitSg, &sg) +
-            "; every lane of a simdgroup must reach the same simd_*/simdgroup_* calls");
+            " returned while " + threads_where(kWaitSg, &sg) + kSgFix);
 }
 
 void Group::abort() {
@@ -292,8 +296,8 @@ std::string Group::state_summary() {
     if (th_[t].st == kRunning) running.push_back(t);
     if (th_[t].st == kDone) done.push_back(t);
   }
-  if (!running.empty()) add("threads " + ranges(running) + " are running");
-  if (!done.empty()) add("threads " + ranges(done) + " returned");
+  if (!running.empty()) add("threads " + ranges(running) + " still running");
+  if (!done.empty()) add(threads_where(kDone, nullptr));
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -48,6 +49,7 @@ class ThreadPool final : public Pool {
         group_.begin(group_pos(g, groups), ctx_.data());
         active_ = n;
         remaining_ = n;
+        started_.store(0, std::memory_order_relaxed);
         ++gen_;
       }
       cv_go_.notify_all();
@@ -135,6 +137,7 @@ class ThreadPool final : public Pool {
         seen = gen_;
         if (i >= active_) continue;
       }
+      start_together(uint32_t(seen));
       ThreadCtx& c = ctx_[i];
       tls_ctx = &c;
       try {
@@ -151,7 +154,22 @@ class ThreadPool final : public Pool {
     }
   }
 
+  // Every thread of the group waits here before running the kernel, so no
+  // thread can finish before another starts: otherwise the pool's own
+  // locking would order their kernel code and hide races from TSan.
+  void start_together(uint32_t gen) {
+    if (started_.fetch_add(1, std::memory_order_acq_rel) + 1 == active_) {
+      go_.store(gen, std::memory_order_release);
+      go_.notify_all();
+      return;
+    }
+    for (uint32_t g = go_.load(std::memory_order_acquire); g != gen; g = go_.load(std::memory_order_acquire))
+      go_.wait(g, std::memory_order_acquire);
+  }
+
   LaunchOptions opts_;
+  std::atomic<unsigned> started_{0};
+  std::atomic<uint32_t> go_{0};
   Group group_{Mode::kThreads};
   std::vector<std::unique_ptr<Th>> threads_;
   std::vector<ThreadCtx> ctx_;

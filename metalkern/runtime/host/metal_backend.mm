@@ -82,7 +82,8 @@ class MetalBackend final : public Backend {
         b.bytes = bytes;
         b.label = label;
         auto* holder = new MetalBuffer{mb};
-        b.impl = std::shared_ptr<void>(holder, [](void* p) { delete static_cast<MetalBuffer*>(p); });
+        b.impl = std::shared_ptr<void>(holder,
+                                       [](void* p) { delete static_cast<MetalBuffer*>(p); });
       }
     }
     if (!error.empty()) throw std::runtime_error(error);
@@ -117,14 +118,21 @@ class MetalBackend final : public Backend {
              "\" does not support MTLGPUFamilyApple7 (simdgroup_matrix); the kernels need an "
              "M1/A14 GPU or newer";
     }
-    if (opts.library.empty()) {
-      return "no Metal library given: pass --library PATH/orchard.metallib";
+    // Default: orchard.metallib next to the runner executable (where CMake builds it).
+    NSString* path = nil;
+    if (!opts.library.empty()) {
+      path = [NSString stringWithUTF8String:opts.library.c_str()];
+    } else {
+      NSString* exe = [[NSBundle mainBundle] executablePath];
+      if (exe == nil) return "no Metal library given: pass --library PATH/orchard.metallib";
+      path = [[exe stringByDeletingLastPathComponent]
+          stringByAppendingPathComponent:@"orchard.metallib"];
     }
     NSError* err = nil;
-    NSURL* url = [NSURL fileURLWithPath:[NSString stringWithUTF8String:opts.library.c_str()]];
-    library_ = [device_ newLibraryWithURL:url error:&err];  // a non-nil err may be a warning
-    if (library_ == nil) {
-      return "cannot load Metal library " + opts.library + ": " + describe(err);
+    library_ = [device_ newLibraryWithURL:[NSURL fileURLWithPath:path] error:&err];
+    if (library_ == nil) {  // check the nil return: a non-nil err may be only a warning
+      return "cannot load Metal library " + str(path) + ": " + describe(err) +
+             " (pass --library PATH/orchard.metallib)";
     }
     queue_ = [device_ newCommandQueue];
     if (queue_ == nil) return "cannot create a Metal command queue on " + device_name_;
@@ -138,7 +146,8 @@ class MetalBackend final : public Backend {
   id<MTLComputePipelineState> pipeline(const std::string& kernel, std::string* error) {
     auto it = pipelines_.find(kernel);
     if (it != pipelines_.end()) return it->second;
-    id<MTLFunction> fn = [library_ newFunctionWithName:[NSString stringWithUTF8String:kernel.c_str()]];
+    NSString* fname = [NSString stringWithUTF8String:kernel.c_str()];
+    id<MTLFunction> fn = [library_ newFunctionWithName:fname];
     if (fn == nil) {
       *error = "kernel " + kernel + " is not in the Metal library (" +
                std::to_string(library_.functionNames.count) +

@@ -8,7 +8,9 @@
 // The contract (files, JSON, exit codes) is documented in docs/runtime.md.
 // Exit codes: 0 ok, 1 kernel/runtime failure, 2 bad input or usage. Errors go
 // to stderr as one line starting with "orchard-runner: ". The hardware (or
-// its emulation) is reached only through orchard::Backend.
+// its emulation) is reached only through orchard::Backend. With the log
+// switches set (runlog.h, docs/logs.md), `run` appends one FWD or BWD line per
+// dispatch, an ERROR line for a failure, and one ALLOC line per buffer.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,6 +26,7 @@
 #include "backend.h"
 #include "npy.h"
 #include "orchard/params.h"
+#include "runlog.h"
 #include "select.h"
 
 namespace orchard {
@@ -38,10 +41,14 @@ const char kUsage[] =
     "usage: orchard-runner [common flags] info\n"
     "       orchard-runner [common flags] run --q Q.npy --k K.npy --v V.npy [--do DO.npy]\n"
     "                                         [--causal] [--scale S] --out DIR\n"
-    "common flags: --mode fibers|threads (emu), --workers N (emu), --library PATH (metal),\n"
-    "              --run-id ID (tags log lines)\n"
+    "common flags: --mode fibers|threads (emu), --workers N (emu), --run-id ID (tags log lines),\n"
+    "              --library PATH (metal; default: orchard.metallib next to the runner)\n"
     "Writes DIR/o.npy, DIR/lse.npy (natural log, float32) and with --do dq.npy, dk.npy,\n"
-    "dv.npy; prints one JSON line. Exit 0 ok, 1 kernel/runtime failure, 2 bad input.\n";
+    "dv.npy; prints one JSON line. Exit 0 ok, 1 kernel/runtime failure, 2 bad input.\n"
+    "Logs: ORCHARD_DEBUG_FLASH_ATN=1 appends to $ORCHARD_KERNEL_LOG, ORCHARD_TENSOR_PROFILE=1\n"
+    "to $ORCHARD_TENSOR_PROFILE_LOG; run id from --run-id, else $ORCHARD_RUN_ID.\n";
+
+const char kSeeHelp[] = "; see orchard-runner --help";
 
 struct Args {
   std::string cmd;
@@ -59,9 +66,11 @@ Args parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string f = argv[i];
     if (f.rfind("--", 0) != 0) {
-      if (!a.cmd.empty()) throw UsageError("unexpected argument \"" + f + "\"; see orchard-runner --help");
+      if (!a.cmd.empty()) {
+        throw UsageError("unexpected argument \"" + f + "\"" + kSeeHelp);
+      }
       if (f != "info" && f != "run") {
-        throw UsageError("unknown command \"" + f + "\" (want info or run); see orchard-runner --help");
+        throw UsageError("unknown command \"" + f + "\" (want info or run)" + kSeeHelp);
       }
       a.cmd = f;
       continue;
@@ -74,7 +83,7 @@ Args parse_args(int argc, char** argv) {
       f = f.substr(0, eq);
     }
     auto it = kTakesValue.find(f);
-    if (it == kTakesValue.end()) throw UsageError("unknown flag \"" + f + "\"; see orchard-runner --help");
+    if (it == kTakesValue.end()) throw UsageError("unknown flag \"" + f + "\"" + kSeeHelp);
     if (it->second && !inline_val) {
       if (i + 1 >= argc) throw UsageError("flag " + f + " needs a value");
       val = argv[++i];
@@ -84,7 +93,7 @@ Args parse_args(int argc, char** argv) {
     if (a.flags.count(f)) throw UsageError("flag " + f + " given twice");
     a.flags[f] = val;
   }
-  if (a.cmd.empty()) throw UsageError("missing command (info or run); see orchard-runner --help");
+  if (a.cmd.empty()) throw UsageError(std::string("missing command (info or run)") + kSeeHelp);
   return a;
 }
 
@@ -168,16 +177,8 @@ int cmd_info(const Args& a) {
 
 // ---- run ----------------------------------------------------------------
 
-// Hook for per-dispatch-group kernel-call logging (added by a later task); called once
-// for the forward group and once for the backward group.
-void log_kernel_call(const std::string& run_id, const std::string& group,
-                     const std::vector<std::string>& kernels, const AttnShape& shape, double ms) {
-  (void)run_id;
-  (void)group;
-  (void)kernels;
-  (void)shape;
-  (void)ms;
-}
+// Both backends allocate shared-storage buffers (the host reads and writes them).
+const char kStorage[] = "shared";
 
 struct Input {
   std::string path;
@@ -239,21 +240,35 @@ void poison(const Buffer& b, DType dt) {
   }
 }
 
+// One run's buffers and dispatches. Every allocation is an ALLOC line and every
+// finished dispatch a FWD or BWD line (one per dispatch, naming its kernel), so
+// the log's counts equal the dispatches the JSON line reports.
 class Session {
  public:
-  Session(Backend& be, const AttnShape& shape, const AttnParams& prm)
-      : be_(be), shape_(shape), prm_(prm) {}
+  Session(Backend& be, RunLog& log, const AttnShape& shape, const AttnParams& prm)
+      : be_(be), log_(log), shape_(shape), prm_(prm) {}
 
-  Buffer upload(const Input& in, const std::string& label) {
-    Buffer b = be_.alloc(in.arr.data.size(), label);
-    std::memcpy(b.data, in.arr.data.data(), in.arr.data.size());
+  // A buffer for a tensor of the given dims and dtype.
+  Buffer alloc(const std::string& name, const std::vector<int64_t>& dims, DType dt) {
+    size_t bytes = dtype_size(dt);
+    for (int64_t d : dims) bytes *= size_t(d);
+    Buffer b = be_.alloc(bytes, name);
+    log_.alloc(name, bytes, kStorage, dims, dtype_tag(dt));
     return b;
   }
 
-  // Poisons the outputs with NaN, checks limits, dispatches, and records name and time.
+  Buffer upload(const Input& in, const std::string& name) {
+    Buffer b = alloc(name, in.arr.shape, shape_.dtype);
+    std::memcpy(b.data, in.arr.data.data(), b.bytes);  // read_npy: data is count * itemsize
+    return b;
+  }
+
+  // Poisons the outputs with NaN, checks limits, dispatches, records name and time,
+  // and logs the dispatch.
   void dispatch(Pass pass, const Tile& t, std::vector<Arg> args,
                 const std::vector<std::pair<const Buffer*, DType>>& outs) {
     std::string name = kernel_name(pass, shape_.dtype, t);
+    current_ = name;
     for (const auto& o : outs) poison(*o.first, o.second);
     Limits lim = be_.limits();
     size_t tg = threadgroup_bytes(pass, t);
@@ -271,19 +286,33 @@ class Session {
     threads.x = kThreadsPerGroup;
     auto t0 = std::chrono::steady_clock::now();
     be_.dispatch(name, grid_for(pass, t, shape_), threads, args);
-    ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    auto dt = std::chrono::steady_clock::now() - t0;
+    ms_ += std::chrono::duration<double, std::milli>(dt).count();
     kernels_.push_back(name);
+    bool bwd = pass != Pass::kFwd;
+    ++(bwd ? bwd_ : fwd_);
+    log_.call(bwd, name, {shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D},
+              dtype_tag(shape_.dtype), shape_.causal, kStorage,
+              std::chrono::duration_cast<std::chrono::microseconds>(dt).count());
+    current_.clear();
   }
 
   double ms() const { return ms_; }
   const std::vector<std::string>& kernels() const { return kernels_; }
+  int fwd_dispatches() const { return fwd_; }
+  int bwd_dispatches() const { return bwd_; }
+  // The kernel of the dispatch under way ("" between dispatches).
+  const std::string& current_kernel() const { return current_; }
 
  private:
   Backend& be_;
+  RunLog& log_;
   AttnShape shape_;
   AttnParams prm_;
   double ms_ = 0;
+  int fwd_ = 0, bwd_ = 0;
   std::vector<std::string> kernels_;
+  std::string current_;
 };
 
 void save(const std::string& dir, const char* file, NpyType type, std::vector<int64_t> shape,
@@ -293,7 +322,13 @@ void save(const std::string& dir, const char* file, NpyType type, std::vector<in
 
 int cmd_run(const Args& a) {
   for (const char* req : {"--q", "--k", "--v", "--out"}) {
-    if (flag(a, req).empty()) throw UsageError(std::string("run needs ") + req + "; see orchard-runner --help");
+    if (flag(a, req).empty()) throw UsageError(std::string("run needs ") + req + kSeeHelp);
+  }
+  const std::string run_id = RunLog::run_id_from(flag(a, "--run-id"));
+  if (RunLog::any_enabled() && !valid_run_id(run_id)) {
+    throw UsageError("run id \"" + run_id + "\" (" +
+                     (flag(a, "--run-id").empty() ? "ORCHARD_RUN_ID" : "--run-id") +
+                     ") must be 1 to 128 of [A-Za-z0-9._-]: it tags the log lines");
   }
   Input q = load_input(a, "--q", "Q");
   Input k = load_input(a, "--k", "K");
@@ -346,49 +381,60 @@ int cmd_run(const Args& a) {
   }
 
   std::unique_ptr<Backend> be = make_backend(backend_options(a));
-  Session ses(*be, shape, prm);
-  const size_t esz = dtype_size(shape.dtype);
-  const size_t rows = size_t(shape.B) * shape.H * shape.Nq;
-  const std::vector<int64_t> oshape = {q.B, q.H, q.N, q.D};
-  const std::vector<int64_t> kshape = {k.B, k.H, k.N, k.D};
-  const NpyType nt = q.arr.type;
+  RunLog log(be->name(), run_id);
+  Session ses(*be, log, shape, prm);
+  const char* op = "fwd";  // the pass under way, for an ERROR line
+  try {
+    const std::vector<int64_t> oshape = {q.B, q.H, q.N, q.D};
+    const std::vector<int64_t> kshape = {k.B, k.H, k.N, k.D};
+    const std::vector<int64_t> rshape = {q.B, q.H, q.N};  // row statistics: LSE, Delta
+    const NpyType nt = q.arr.type;
 
-  Buffer bq = ses.upload(q, "q"), bk = ses.upload(k, "k"), bv = ses.upload(v, "v");
-  Buffer bo = be->alloc(rows * shape.D * esz, "o");
-  Buffer bl = be->alloc(rows * 4, "lse");
-  ses.dispatch(Pass::kFwd, sel.bucket.fwd,
-               {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bo), Arg::buf(4, bl)},
-               {{&bo, shape.dtype}, {&bl, DType::kF32}});
-  log_kernel_call(flag(a, "--run-id"), "fwd", ses.kernels(), shape, ses.ms());
-  save(out, "o.npy", nt, oshape, bo);
-  save(out, "lse.npy", NpyType::kF4, {q.B, q.H, q.N}, bl);
+    Buffer bq = ses.upload(q, "q"), bk = ses.upload(k, "k"), bv = ses.upload(v, "v");
+    Buffer bo = ses.alloc("o", oshape, shape.dtype);
+    Buffer bl = ses.alloc("lse", rshape, DType::kF32);
+    ses.dispatch(Pass::kFwd, sel.bucket.fwd,
+                 {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bo),
+                  Arg::buf(4, bl)},
+                 {{&bo, shape.dtype}, {&bl, DType::kF32}});
+    save(out, "o.npy", nt, oshape, bo);
+    save(out, "lse.npy", NpyType::kF4, rshape, bl);
 
-  if (bwd) {
-    double fwd_ms = ses.ms();
-    size_t nk = ses.kernels().size();
-    Buffer bdo = ses.upload(dout, "do");
-    Buffer bdelta = be->alloc(rows * 4, "delta");
-    Buffer bdq = be->alloc(bo.bytes, "dq");
-    Buffer bdk = be->alloc(bk.bytes, "dk"), bdv = be->alloc(bv.bytes, "dv");
-    ses.dispatch(Pass::kBwdPre, Tile{}, {Arg::buf(0, bo), Arg::buf(1, bdo), Arg::buf(2, bdelta)},
-                 {{&bdelta, DType::kF32}});
-    ses.dispatch(Pass::kBwdDq, sel.bucket.dq,
-                 {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bdo),
-                  Arg::buf(4, bl), Arg::buf(5, bdelta), Arg::buf(6, bdq)},
-                 {{&bdq, shape.dtype}});
-    ses.dispatch(Pass::kBwdDkv, sel.bucket.dkv,
-                 {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bdo),
-                  Arg::buf(4, bl), Arg::buf(5, bdelta), Arg::buf(6, bdk), Arg::buf(7, bdv)},
-                 {{&bdk, shape.dtype}, {&bdv, shape.dtype}});
-    std::vector<std::string> bk_names(ses.kernels().begin() + std::ptrdiff_t(nk), ses.kernels().end());
-    log_kernel_call(flag(a, "--run-id"), "bwd", bk_names, shape, ses.ms() - fwd_ms);
-    save(out, "dq.npy", nt, oshape, bdq);
-    save(out, "dk.npy", nt, kshape, bdk);
-    save(out, "dv.npy", nt, kshape, bdv);
+    if (bwd) {
+      op = "bwd";
+      Buffer bdo = ses.upload(dout, "do");
+      Buffer bdelta = ses.alloc("delta", rshape, DType::kF32);
+      Buffer bdq = ses.alloc("dq", oshape, shape.dtype);
+      Buffer bdk = ses.alloc("dk", kshape, shape.dtype), bdv = ses.alloc("dv", kshape, shape.dtype);
+      ses.dispatch(Pass::kBwdPre, Tile{},
+                   {Arg::buf(0, bo), Arg::buf(1, bdo), Arg::buf(2, bdelta)},
+                   {{&bdelta, DType::kF32}});
+      ses.dispatch(Pass::kBwdDq, sel.bucket.dq,
+                   {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bdo),
+                    Arg::buf(4, bl), Arg::buf(5, bdelta), Arg::buf(6, bdq)},
+                   {{&bdq, shape.dtype}});
+      ses.dispatch(Pass::kBwdDkv, sel.bucket.dkv,
+                   {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bdo),
+                    Arg::buf(4, bl), Arg::buf(5, bdelta), Arg::buf(6, bdk), Arg::buf(7, bdv)},
+                   {{&bdk, shape.dtype}, {&bdv, shape.dtype}});
+      save(out, "dq.npy", nt, oshape, bdq);
+      save(out, "dk.npy", nt, kshape, bdk);
+      save(out, "dv.npy", nt, kshape, bdv);
+    }
+  } catch (const LogError&) {
+    throw;  // the log itself failed: there is nowhere to log that
+  } catch (const std::exception& e) {
+    try {
+      log.error(op, ses.current_kernel(), e.what());
+    } catch (const LogError& le) {
+      std::fprintf(stderr, "orchard-runner: %s\n", le.what());
+    }
+    throw;
   }
 
-  std::printf("{\"dispatches\":{\"fwd\":1,\"bwd\":%d},\"kernels\":%s,\"ms\":%.3f,\"select\":%s}\n",
-              bwd ? 3 : 0, json_list(ses.kernels()).c_str(), ses.ms(), json_str(sel.reason).c_str());
+  std::printf("{\"dispatches\":{\"fwd\":%d,\"bwd\":%d},\"kernels\":%s,\"ms\":%.3f,\"select\":%s}\n",
+              ses.fwd_dispatches(), ses.bwd_dispatches(), json_list(ses.kernels()).c_str(),
+              ses.ms(), json_str(sel.reason).c_str());
   return 0;
 }
 

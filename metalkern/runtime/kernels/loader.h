@@ -52,6 +52,7 @@ inline void load_strip_frags(thread Frag* frags, threadgroup float* stage, const
     threadgroup_barrier(mem_flags::mem_threadgroup);
     const int mine = int(sg) * kStrip - base;
     if (mine >= 0 && mine < R) {  // uniform per simdgroup
+      #pragma clang loop unroll(full)
       for (int k = 0; k < BD / 8; ++k) {
         simdgroup_load(frags[k], stage + mine * BD + k * 8, BD, ulong2(0, 0), false);
       }
@@ -70,6 +71,7 @@ inline void store_strip_frags(device T* dst, thread Frag* frags, threadgroup flo
     threadgroup_barrier(mem_flags::mem_threadgroup);
     const int mine = int(sg) * kStrip - base;
     if (mine >= 0 && mine < R) {  // uniform per simdgroup
+      #pragma clang loop unroll(full)
       for (int k = 0; k < BD / 8; ++k) {
         simdgroup_store(frags[k], stage + mine * BD + k * 8, BD);
       }

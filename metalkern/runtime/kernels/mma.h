@@ -14,8 +14,10 @@
 template <int NT, int BD>
 inline void strip_abt(threadgroup float* out, int ld, thread Frag* a, const threadgroup float* b,
                       Frag zero) {
+  #pragma clang loop unroll(full)
   for (int t = 0; t < NT; ++t) {
     Frag acc = zero;
+    #pragma clang loop unroll(full)
     for (int k = 0; k < BD / 8; ++k) {
       Frag bt;
       simdgroup_load(bt, b + t * 8 * BD + k * 8, BD, ulong2(0, 0), true);
@@ -31,9 +33,11 @@ inline void strip_abt(threadgroup float* out, int ld, thread Frag* a, const thre
 template <int NK, int BD>
 inline void strip_pb(thread Frag* acc, const threadgroup float* p, int ld,
                      const threadgroup float* b) {
+  #pragma clang loop unroll(full)
   for (int kk = 0; kk < NK; ++kk) {
     Frag pf;
     simdgroup_load(pf, p + kk * 8, ld, ulong2(0, 0), false);
+    #pragma clang loop unroll(full)
     for (int d = 0; d < BD / 8; ++d) {
       Frag bf;
       simdgroup_load(bf, b + kk * 8 * BD + d * 8, BD, ulong2(0, 0), false);
@@ -48,6 +52,7 @@ template <int BD>
 inline void strip_scale_rows(thread Frag* acc, const threadgroup float* diag, Frag zero) {
   Frag dg;
   simdgroup_load(dg, diag, 8, ulong2(0, 0), false);
+  #pragma clang loop unroll(full)
   for (int d = 0; d < BD / 8; ++d) {
     Frag old = acc[d];
     simdgroup_multiply_accumulate(acc[d], dg, old, zero);
@@ -57,6 +62,7 @@ inline void strip_scale_rows(thread Frag* acc, const threadgroup float* diag, Fr
 // acc = 0 for a whole strip.
 template <int BD>
 inline void strip_zero(thread Frag* acc, Frag zero) {
+  #pragma clang loop unroll(full)
   for (int d = 0; d < BD / 8; ++d) {
     acc[d] = zero;
   }

@@ -16,17 +16,25 @@ namespace orchard {
 struct AttnParams {
   int B;             ///< batch size (grid z).
   int H;             ///< heads per batch entry (grid y).
-  int Nq;            ///< query rows per (b, h): Q, O, dO, dQ are [B, H, Nq, D]; LSE/Delta [B, H, Nq].
+  int Nq;            ///< query rows per (b, h): Q, O, dO, dQ are [B, H, Nq, D];
+                     ///< LSE and Delta are [B, H, Nq].
   int Nk;            ///< key/value rows per (b, h): K, V, dK, dV are [B, H, Nk, D].
-  int D;             ///< head dimension actually used, 1 <= D <= the kernel's bd (tails zero-padded).
-  int causal;        ///< 1: query i attends to keys j <= i (top-left aligned, as PyTorch is_causal); 0: all keys.
-  float scale;       ///< softmax scale in the natural domain (host default 1/sqrt(D)); dQ, dK carry it.
-  float scale_log2;  ///< scale * log2(e): scores are computed in the exp2 domain, s2 = (q.k) * scale_log2.
+  int D;             ///< head dim actually used, 1 <= D <= the kernel's bd (tails
+                     ///< zero-padded in threadgroup memory).
+  int causal;        ///< 1: query i attends to keys j <= i (top-left aligned, as
+                     ///< PyTorch is_causal); 0: every query sees every key.
+  float scale;       ///< softmax scale, natural domain (host default 1/sqrt(D));
+                     ///< dQ and dK are multiplied by it.
+  float scale_log2;  ///< scale * log2(e): scores are computed in the exp2 domain,
+                     ///< s2 = (q . k) * scale_log2.
 };
 
-// LSE convention: the forward kernel writes L[b,h,i] = log(sum_j exp(scale * q_i.k_j)) over the
-// keys row i may see, in the NATURAL log base, float32. A row that sees no key (impossible with
-// top-left causal and Nk >= 1, guarded anyway) gets O = 0 and L = -INFINITY.
-// Delta convention: the backward pre-pass writes Delta[b,h,i] = sum_d dO[b,h,i,d] * O[b,h,i,d], float32.
+static_assert(sizeof(AttnParams) == 32, "8 four-byte fields, no padding: same layout in MSL and C++");
+
+// LSE convention: the forward kernel writes L[b,h,i] = log(sum_j exp(scale * q_i.k_j)) over
+// the keys row i may see, in the NATURAL log base, float32. A row that sees no key
+// (impossible with top-left causal and Nk >= 1, guarded anyway) gets O = 0 and L = -inf.
+// Delta convention: the backward pre-pass writes, in float32,
+// Delta[b,h,i] = sum_d dO[b,h,i,d] * O[b,h,i,d].
 
 }  // namespace orchard

@@ -5,7 +5,7 @@ using namespace metal;
 kernel void tg_oversize(device float* out [[buffer(0)]], uint tid [[thread_index_in_threadgroup]]) {
   threadgroup float a[4096];  // 16 KiB
   threadgroup float b[4096];  // 16 KiB
-  threadgroup float c[1024];  // 4 KiB: over the limit
+  threadgroup float c[1024];  // 4 KiB over the limit; SITE: over
   a[tid] = 1.0f;
   b[tid] = 2.0f;
   c[tid] = 3.0f;

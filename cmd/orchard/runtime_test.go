@@ -1,0 +1,297 @@
+package main
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/metalkern"
+)
+
+var (
+	sharedOnce sync.Once
+	sharedDir  string
+	sharedErr  string
+)
+
+// sharedBuild is one real emu build of the embedded runtime that tests
+// which only use a build (attn, verify) share.
+func sharedBuild(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the runtime (-short)")
+	}
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "orchard-shared-build-")
+		if err != nil {
+			sharedErr = err.Error()
+			return
+		}
+		sharedDir = dir
+		code, out, errOut := runCLI(t, nil, "rebuild", "--build-dir", dir)
+		if code != 0 {
+			sharedErr = out + errOut
+		}
+	})
+	if sharedErr != "" {
+		t.Fatalf("shared build failed:\n%s", sharedErr)
+	}
+	return sharedDir
+}
+
+func writeArray(t *testing.T, path string, shape []int, dt metalkern.DType, rng *rand.Rand) *metalkern.Array {
+	t.Helper()
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	a := &metalkern.Array{Shape: shape, DType: dt, Data: metalkern.RandNormal(rng, n)}
+	if dt == metalkern.Float16 {
+		for i, v := range a.Data {
+			a.Data[i] = metalkern.RoundToFloat16(v)
+		}
+	}
+	if err := metalkern.WriteNPY(path, a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// attnFixture writes q, k, v, do of the given shape into a temp dir.
+func attnFixture(t *testing.T, b, h, nq, nk, d int, dt metalkern.DType) (dir string, arrs map[string]*metalkern.Array) {
+	dir = t.TempDir()
+	rng := rand.New(rand.NewPCG(7, 11))
+	arrs = map[string]*metalkern.Array{
+		"q":  writeArray(t, filepath.Join(dir, "q.npy"), []int{b, h, nq, d}, dt, rng),
+		"k":  writeArray(t, filepath.Join(dir, "k.npy"), []int{b, h, nk, d}, dt, rng),
+		"v":  writeArray(t, filepath.Join(dir, "v.npy"), []int{b, h, nk, d}, dt, rng),
+		"do": writeArray(t, filepath.Join(dir, "do.npy"), []int{b, h, nq, d}, dt, rng),
+	}
+	return dir, arrs
+}
+
+func TestAttnBadInputIsExit2AndLeavesNothing(t *testing.T) {
+	dir, _ := attnFixture(t, 1, 2, 5, 7, 3, metalkern.Float32)
+	p := func(n string) string { return filepath.Join(dir, n) }
+	rng := rand.New(rand.NewPCG(1, 2))
+	writeArray(t, p("k_wrong_d.npy"), []int{1, 2, 7, 4}, metalkern.Float32, rng)
+	writeArray(t, p("v_wrong_n.npy"), []int{1, 2, 6, 3}, metalkern.Float32, rng)
+	writeArray(t, p("k_half.npy"), []int{1, 2, 7, 3}, metalkern.Float16, rng)
+	writeArray(t, p("q3d.npy"), []int{2, 5, 3}, metalkern.Float32, rng)
+	writeArray(t, p("q_d300.npy"), []int{1, 1, 2, 300}, metalkern.Float32, rng)
+	writeArray(t, p("k_d300.npy"), []int{1, 1, 2, 300}, metalkern.Float32, rng)
+	writeArray(t, p("do_wrong.npy"), []int{1, 2, 7, 3}, metalkern.Float32, rng)
+	nan := &metalkern.Array{Shape: []int{1, 2, 5, 3}, DType: metalkern.Float32, Data: make([]float32, 30)}
+	for i := range nan.Data {
+		nan.Data[i] = 1
+	}
+	nan.Data[17] = float32(math.NaN())
+	metalkern.WriteNPY(p("q_nan.npy"), nan)
+	os.WriteFile(p("garbage.npy"), []byte("not an array"), 0o644)
+
+	out := filepath.Join(dir, "out")
+	os.MkdirAll(out, 0o755)
+	os.WriteFile(filepath.Join(out, "keep.txt"), []byte("user file"), 0o644)
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--q", p("garbage.npy"), "--k", p("k.npy"), "--v", p("v.npy")}, "garbage.npy"},
+		{[]string{"--q", p("missing.npy"), "--k", p("k.npy"), "--v", p("v.npy")}, "missing.npy"},
+		{[]string{"--q", p("q.npy"), "--k", p("k_wrong_d.npy"), "--v", p("v.npy")}, "does not match Q"},
+		{[]string{"--q", p("q.npy"), "--k", p("k.npy"), "--v", p("v_wrong_n.npy")}, "must equal K's"},
+		{[]string{"--q", p("q.npy"), "--k", p("k_half.npy"), "--v", p("v.npy")}, "dtypes differ"},
+		{[]string{"--q", p("q3d.npy"), "--k", p("k.npy"), "--v", p("v.npy")}, "want 4"},
+		{[]string{"--q", p("q_d300.npy"), "--k", p("k_d300.npy"), "--v", p("k_d300.npy")}, "D=300"},
+		{[]string{"--q", p("q.npy"), "--k", p("k.npy"), "--v", p("v.npy"), "--do", p("do_wrong.npy")}, "--do"},
+		{[]string{"--q", p("q_nan.npy"), "--k", p("k.npy"), "--v", p("v.npy")}, "--allow-nonfinite"},
+		{[]string{"--q", p("q.npy"), "--k", p("k.npy"), "--v", p("v.npy"), "--scale", "-1"}, "--scale"},
+	} {
+		args := append([]string{"attn", "--out", out}, tc.args...)
+		code, stdout, stderr := runCLI(t, nil, args...)
+		if code != exitUsage || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 mentioning %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	ents, _ := os.ReadDir(out)
+	if len(ents) != 1 || ents[0].Name() != "keep.txt" {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("out dir after failures: %v", names)
+	}
+}
+
+func TestAttnReferenceBackend(t *testing.T) {
+	dir, in := attnFixture(t, 1, 2, 6, 9, 5, metalkern.Float32)
+	out := filepath.Join(dir, "out")
+	code, _, stderr := runCLI(t, nil, "attn", "--backend", "reference", "--causal", "--out", out,
+		"--q", filepath.Join(dir, "q.npy"), "--k", filepath.Join(dir, "k.npy"), "--v", filepath.Join(dir, "v.npy"), "--do", filepath.Join(dir, "do.npy"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	s := metalkern.AttnShape{B: 1, H: 2, Nq: 6, Nk: 9, D: 5}
+	q, k, v := metalkern.Float64s(in["q"].Data), metalkern.Float64s(in["k"].Data), metalkern.Float64s(in["v"].Data)
+	o, lse := metalkern.ReferenceForward(q, k, v, s, true, metalkern.DefaultScale(5))
+	for name, ref := range map[string][]float64{"o.npy": o, "lse.npy": lse} {
+		a, err := metalkern.ReadNPY(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := metalkern.RelErr(a.Data, ref); e > 1e-6 {
+			t.Errorf("%s: rel err %g", name, e)
+		}
+	}
+	if a, err := metalkern.ReadNPY(filepath.Join(out, "lse.npy")); err != nil || len(a.Shape) != 3 || a.DType != metalkern.Float32 {
+		t.Errorf("lse.npy: %+v %v", a, err)
+	}
+	for _, n := range []string{"dq.npy", "dk.npy", "dv.npy"} {
+		if _, err := os.Stat(filepath.Join(out, n)); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+}
+
+func TestAttnOnEmuMatchesReference(t *testing.T) {
+	build := sharedBuild(t)
+	for _, dt := range []metalkern.DType{metalkern.Float32, metalkern.Float16} {
+		dir, in := attnFixture(t, 2, 1, 33, 20, 24, dt)
+		out := filepath.Join(dir, "out")
+		code, _, stderr := runCLI(t, nil, "attn", "--build-dir", build, "--out", out,
+			"--q", filepath.Join(dir, "q.npy"), "--k", filepath.Join(dir, "k.npy"), "--v", filepath.Join(dir, "v.npy"), "--do", filepath.Join(dir, "do.npy"))
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", dt, code, stderr)
+		}
+		s := metalkern.AttnShape{B: 2, H: 1, Nq: 33, Nk: 20, D: 24}
+		q, k, v := metalkern.Float64s(in["q"].Data), metalkern.Float64s(in["k"].Data), metalkern.Float64s(in["v"].Data)
+		o, lse := metalkern.ReferenceForward(q, k, v, s, false, metalkern.DefaultScale(24))
+		dq, dk, dv := metalkern.ReferenceBackward(q, k, v, o, lse, metalkern.Float64s(in["do"].Data), s, false, metalkern.DefaultScale(24))
+		tol, _ := metalkern.ToleranceFor(dt)
+		for name, ref := range map[string][]float64{"o": o, "lse": lse, "dq": dq, "dk": dk, "dv": dv} {
+			a, err := metalkern.ReadNPY(filepath.Join(out, name+".npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantDT := dt
+			if name == "lse" {
+				wantDT = metalkern.Float32
+			}
+			if a.DType != wantDT {
+				t.Errorf("%s %s: dtype %s", dt, name, a.DType)
+			}
+			if e := metalkern.RelErr(a.Data, ref); !(e <= tol.MaxRelErr) {
+				t.Errorf("%s %s: rel err %g > %g", dt, name, e, tol.MaxRelErr)
+			}
+		}
+	}
+}
+
+func TestEjectRefusesNonEmptyDir(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "mine.txt"), []byte("x"), 0o644)
+	code, _, stderr := runCLI(t, nil, "eject", dir)
+	if code != exitUsage || !strings.Contains(stderr, "not empty") {
+		t.Fatalf("eject into non-empty: %d %q", code, stderr)
+	}
+	if code, _, _ := runCLI(t, nil, "eject", "--force", dir); code != 0 {
+		t.Fatalf("eject --force: %d", code)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "mine.txt")); string(b) != "x" {
+		t.Fatal("eject --force touched a user file")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kernels", "attn_fwd.metal")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, nil, "rebuild", "--runtime", t.TempDir())
+	if code != exitUsage || !strings.Contains(stderr, "orchard eject") {
+		t.Fatalf("--runtime on a non-runtime dir: %d %q", code, stderr)
+	}
+}
+
+// editKernel ejects the runtime to a temp dir and applies edit to one file.
+func editKernel(t *testing.T, file string, edit func(lines []string) []string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "runtime")
+	if code, _, stderr := runCLI(t, nil, "eject", dir); code != 0 {
+		t.Fatalf("eject: %s", stderr)
+	}
+	p := filepath.Join(dir, "kernels", file)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := edit(strings.Split(string(b), "\n"))
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestSyntaxErrorFailsShadersWithFileLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the runtime (-short)")
+	}
+	var line int
+	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
+		for i, l := range ls {
+			if strings.Contains(l, "float l = 0.0f;") {
+				ls[i] = strings.Replace(l, "float l = 0.0f;", "float l = undeclared_in_metal;", 1)
+				line = i + 1
+				return ls
+			}
+		}
+		t.Fatal("anchor line not found in attn_fwd.metal")
+		return ls
+	})
+	r, code, _ := runJSON(t, "rebuild", "--runtime", rt, "--build-dir", t.TempDir())
+	c := reportCheck(r, "shaders")
+	if code != 1 || c.Status != checks.Fail {
+		t.Fatalf("exit %d, shaders %+v", code, c)
+	}
+	wantFile := filepath.Join(rt, "kernels", "attn_fwd.metal")
+	if c.File != wantFile || c.Line != line {
+		t.Fatalf("points at %s:%d, want %s:%d", c.File, c.Line, wantFile, line)
+	}
+	if !strings.Contains(c.Evidence[0], "attn_fwd.metal:") || !strings.Contains(c.Evidence[0], "undeclared_in_metal") {
+		t.Fatalf("evidence: %v", c.Evidence)
+	}
+	if s := stepByName(r, "kernel"); s.Status != checks.Skip {
+		t.Fatalf("kernel step after a shader failure: %+v", s)
+	}
+}
+
+func TestMissingBarrierFailsRaceCheckWithMetalLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the ThreadSanitizer runner (-short)")
+	}
+	var removed int
+	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
+		// The barrier between loading the K tile and reading it.
+		for i := 1; i < len(ls); i++ {
+			if strings.Contains(ls[i-1], "load_tile<T, BK, BD>(kv, kb") && strings.Contains(ls[i], "threadgroup_barrier") {
+				removed = i + 1
+				return append(ls[:i], ls[i+1:]...)
+			}
+		}
+		t.Fatal("barrier not found in attn_fwd.metal")
+		return ls
+	})
+	r, code, stderr := runJSON(t, "rebuild", "--runtime", rt, "--race", "--build-dir", t.TempDir())
+	c := reportCheck(r, "races")
+	if code != 1 || c.Status != checks.Fail {
+		t.Fatalf("exit %d, races %+v\n%s", code, c, stderr)
+	}
+	if c.File != filepath.Join(rt, "kernels", "attn_fwd.metal") || c.Line < removed-2 || c.Line > removed+2 {
+		t.Fatalf("race points at %s:%d; the barrier was at line %d", c.File, c.Line, removed)
+	}
+	if !strings.Contains(strings.Join(c.Evidence, "\n"), "data race") {
+		t.Fatalf("evidence: %v", c.Evidence)
+	}
+}
