@@ -2,7 +2,9 @@ package steps
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/orchardkit/orchard/metalkern"
 )
@@ -24,6 +26,26 @@ type Build struct {
 	EmuMode string
 	// RunID tags this run's kernel-call log lines.
 	RunID string
+}
+
+// RuntimeRoot is where the runtime sources are on disk: the ejected
+// directory, or <build-dir>/runtime for the embedded runtime.
+func (b *Build) RuntimeRoot(buildDir string) string {
+	if b.Source.Dir != "" {
+		return b.Source.Dir
+	}
+	return filepath.Join(buildDir, "runtime")
+}
+
+// materialize writes the embedded runtime into the build dir (only files
+// whose content differs). Every step that reads the sources calls it, so a
+// cached earlier step never leaves a later one building stale copies.
+func (b *Build) materialize(buildDir string) (string, error) {
+	root, err := b.Source.Materialize(b.RuntimeRoot(buildDir))
+	if err != nil {
+		return "", fmt.Errorf("write the runtime sources: %w", err)
+	}
+	return root, nil
 }
 
 // execForEnv is execFor with extra environment variables for the child.

@@ -96,6 +96,10 @@ func (s *KernelStep) Key(sc *Context) (KeyInputs, error) {
 var percentRE = regexp.MustCompile(`^\[\s*(\d+)%\]\s*(.*)$`)
 
 func (s *KernelStep) Run(ctx context.Context, sc *Context) (Result, error) {
+	// The shaders step may have been cached: bring the sources up to date.
+	if _, err := s.B.materialize(sc.BuildDir); err != nil {
+		return Result{}, err
+	}
 	sc.Progress("cmake configure")
 	if err := sc.Exec(ctx, Cmd{Args: s.configure(sc)}); err != nil {
 		return Result{}, withHint(err, "CMake could not configure the runtime; the step log has its full output: "+filepath.Join(sc.BuildDir, "logs", "steps", "kernel.log"))

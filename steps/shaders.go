@@ -40,13 +40,6 @@ func (s *ShadersStep) Name() string  { return "shaders" }
 func (s *ShadersStep) Title() string { return "Shaders compile" }
 func (s *ShadersStep) Output() any   { return &s.Out }
 
-func (s *ShadersStep) runtimeDir(sc *Context) string {
-	if s.B.Source.Dir != "" {
-		return s.B.Source.Dir
-	}
-	return filepath.Join(sc.BuildDir, "runtime")
-}
-
 func (s *ShadersStep) metal() bool {
 	return s.B.Toolchain != nil && s.B.Toolchain.Out.MetalPath != ""
 }
@@ -62,7 +55,7 @@ func (s *ShadersStep) Key(sc *Context) (KeyInputs, error) {
 	}
 	k := KeyInputs{
 		Version: "1",
-		Config:  map[string]string{"backend": sc.Backend, "runtime": h, "runtime_dir": s.runtimeDir(sc), "metal": fmt.Sprint(s.metal())},
+		Config:  map[string]string{"backend": sc.Backend, "runtime": h, "runtime_dir": s.B.RuntimeRoot(sc.BuildDir), "metal": fmt.Sprint(s.metal())},
 		Env:     []string{"CXX", "CXXFLAGS"},
 		Tools:   s.B.Toolchain.Out.Tools(),
 	}
@@ -81,9 +74,9 @@ func (s *ShadersStep) Key(sc *Context) (KeyInputs, error) {
 }
 
 func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
-	root, err := s.B.Source.Materialize(s.runtimeDir(sc))
+	root, err := s.B.materialize(sc.BuildDir)
 	if err != nil {
-		return Result{}, fmt.Errorf("write the runtime sources: %w", err)
+		return Result{}, err
 	}
 	files, err := s.B.Source.KernelFiles()
 	if err != nil {

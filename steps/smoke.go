@@ -16,7 +16,7 @@ import (
 type SmokeOut struct {
 	Seed  uint64 `json:"seed"`
 	Cases int    `json:"cases"`
-	// Dispatch groups the runner reported, for the log inspection.
+	// Dispatches the runner reported (one log line each), for the log inspection.
 	FWD int `json:"fwd"`
 	BWD int `json:"bwd"`
 	// RunID tagged the runner's log lines.
