@@ -60,7 +60,11 @@ func onOff(b bool) string {
 }
 
 func (s *KernelStep) outputs(sc *Context) KernelOut {
-	o := KernelOut{Runner: filepath.Join(s.cmakeDir(sc), s.runnerName(sc)), Metallib: s.Shaders.Out.Metallib}
+	o := KernelOut{Runner: filepath.Join(s.cmakeDir(sc), s.runnerName(sc))}
+	if sc.Backend == BackendMetal {
+		// The runner loads the library the shader step compiled.
+		o.Metallib = s.Shaders.Out.Metallib
+	}
 	if s.B.Race && sc.Backend == BackendEmu {
 		o.TSanRunner = o.Runner + "-tsan"
 	}

@@ -69,12 +69,15 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	s.Out = SmokeOut{Seed: s.B.Seed, Cases: len(results), RunID: s.B.RunID}
 	fwd := checks.Check{ID: "forward", Title: "Forward (O, L) vs float64", Status: checks.Pass}
 	bwd := checks.Check{ID: "backward", Title: "Backward (dQ, dK, dV) vs float64", Status: checks.Pass}
-	seedLine := fmt.Sprintf("seed %d · %d cases · criteria ‖out−ref‖/‖ref‖ ≤ %.0e (float32), ≤ %.0e (float16)",
-		s.B.Seed, len(results), metalkern.Float32RelTol, metalkern.Float16RelTol)
-	fwd.Evidence = []string{seedLine}
-	bwd.Evidence = []string{seedLine}
-	var worstF, worstB string
-	var maxF, maxB float64
+	criteria := fmt.Sprintf("criteria: ‖out−ref‖/‖ref‖ ≤ %.0e (float32), ≤ %.0e (float16); seed %d",
+		metalkern.Float32RelTol, metalkern.Float16RelTol, s.B.Seed)
+	// The worst case per dtype and half: each dtype has its own criterion.
+	type worst struct {
+		err  float64
+		name string
+	}
+	worstF := map[metalkern.DType]*worst{metalkern.Float32: {}, metalkern.Float16: {}}
+	worstB := map[metalkern.DType]*worst{metalkern.Float32: {}, metalkern.Float16: {}}
 	for _, r := range results {
 		s.Out.FWD += r.Dispatches["fwd"]
 		s.Out.BWD += r.Dispatches["bwd"]
@@ -88,29 +91,34 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 			bwd.Evidence = append(bwd.Evidence, msg)
 			continue
 		}
-		if e := max(r.Errors["o"], r.Errors["lse"]); e >= maxF {
-			maxF, worstF = e, name
+		if w := worstF[r.Case.DType]; max(r.Errors["o"], r.Errors["lse"]) >= w.err {
+			w.err, w.name = max(r.Errors["o"], r.Errors["lse"]), name
 		}
-		if e := max(r.Errors["dq"], r.Errors["dk"], r.Errors["dv"]); e >= maxB {
-			maxB, worstB = e, name
+		if w := worstB[r.Case.DType]; max(r.Errors["dq"], r.Errors["dk"], r.Errors["dv"]) >= w.err {
+			w.err, w.name = max(r.Errors["dq"], r.Errors["dk"], r.Errors["dv"]), name
 		}
 		line := fmt.Sprintf("%s: O %.1e  L %.1e", name, r.Errors["o"], r.Errors["lse"])
 		if !r.ForwardOK() {
 			fwd.Status = checks.Fail
 			fwd.Evidence = append(fwd.Evidence, line+"  FAIL "+strings.Join(only(r.Failures, "o", "lse"), "; "))
-		} else if sc.Verbose {
+		} else {
 			fwd.Evidence = append(fwd.Evidence, line)
 		}
 		line = fmt.Sprintf("%s: dQ %.1e  dK %.1e  dV %.1e", name, r.Errors["dq"], r.Errors["dk"], r.Errors["dv"])
 		if !r.BackwardOK() {
 			bwd.Status = checks.Fail
 			bwd.Evidence = append(bwd.Evidence, line+"  FAIL "+strings.Join(only(r.Failures, "dq", "dk", "dv"), "; "))
-		} else if sc.Verbose {
+		} else {
 			bwd.Evidence = append(bwd.Evidence, line)
 		}
 	}
-	fwd.Evidence = append(fwd.Evidence, fmt.Sprintf("worst: %s at %.1e", worstF, maxF))
-	bwd.Evidence = append(bwd.Evidence, fmt.Sprintf("worst: %s at %.1e", worstB, maxB))
+	// Lead with the summary, so a one-line rendering says the most.
+	summary := func(w map[metalkern.DType]*worst) string {
+		return fmt.Sprintf("%d cases; worst f32 %.1e (%s), f16 %.1e (%s)", len(results),
+			w[metalkern.Float32].err, w[metalkern.Float32].name, w[metalkern.Float16].err, w[metalkern.Float16].name)
+	}
+	fwd.Evidence = append([]string{summary(worstF), criteria}, fwd.Evidence...)
+	bwd.Evidence = append([]string{summary(worstB), criteria}, bwd.Evidence...)
 	if fwd.Status == checks.Fail || bwd.Status == checks.Fail {
 		hint := fmt.Sprintf("replay these inputs with 'orchard rebuild --seed %d'; per-case figures are in %s", s.B.Seed,
 			filepath.Join(sc.BuildDir, "logs", "steps", "smoke.log"))

@@ -139,3 +139,31 @@ func TestToolchainStepMetalOnParavirtualRunner(t *testing.T) {
 		t.Errorf("env failure %v, detail %q: %s", res.EnvFailure, res.Detail, ids(res.Checks))
 	}
 }
+
+// On a hosted macOS runner (paravirtual GPU) the backend is emu, but the
+// kernels are still compiled with the Metal toolchain when it is there.
+func TestToolchainStepEmuOnMacKeepsTheMetalCompiler(t *testing.T) {
+	p, f := newFakeMac(t)
+	paravirtual(t, f)
+	s := &ToolchainStep{Prober: p}
+	res, err := s.Run(context.Background(), &Context{Backend: "emu"})
+	if err != nil || res.EnvFailure {
+		t.Fatalf("emu on a Mac: %v %v: %s", err, res.EnvFailure, ids(res.Checks))
+	}
+	if s.Out.MetalPath == "" || s.Out.MetallibPath == "" {
+		t.Fatalf("the Metal compiler was not kept for the shader step: %+v", s.Out)
+	}
+}
+
+func TestToolchainStepEmuOnMacWithoutMetalToolchainWarns(t *testing.T) {
+	p, f := newFakeMac(t)
+	delete(f.tools, "xcrun")
+	s := &ToolchainStep{Prober: p}
+	res, err := s.Run(context.Background(), &Context{Backend: "emu"})
+	if err != nil || res.EnvFailure || res.Status() != checks.Warn {
+		t.Fatalf("emu on a Mac without xcrun: %v env=%v status=%s: %s", err, res.EnvFailure, res.Status(), ids(res.Checks))
+	}
+	if s.Out.MetalPath != "" {
+		t.Fatalf("metal path set without a Metal compiler: %+v", s.Out)
+	}
+}
