@@ -33,21 +33,40 @@ func (c SmokeCase) Name() string {
 
 // SmokeSuite returns the built-in cases: awkward sizes (tails in every
 // dimension), head dims 1..256, Nq ≠ Nk, causal and not, float32 and
-// float16, several batch×heads. Small shapes get more batch×heads.
+// float16, several batch×heads. 44 cases.
+//
+// Composition (docs/perf.md: the suite must stay within a few seconds on
+// fibers; a case costs roughly Nq·Nk·bd·B·H):
+//   - the small and the odd shapes (1×1 … 99×35, 33×256 at the largest head
+//     dim, and Nq ≠ Nk both ways) run all four dtype × mask combinations,
+//     the tiny ones with B·H = 6 and the others with B·H = 2;
+//   - the four large shapes run two cases each, chosen so that each of them
+//     still sees both dtypes AND both masks: (float32, causal) + (float16,
+//     full) or the converse, alternating so that every combination occurs
+//     on a large shape too; the largest, 384×384 at D=95, runs one head
+//     (it alone was half of the suite's time), 256×64 keeps B·H = 2.
 func SmokeSuite() []SmokeCase {
-	type nd struct{ nq, nk, d int }
-	shapes := []nd{{1, 1, 1}, {4, 4, 1}, {10, 10, 3}, {64, 64, 64}, {77, 77, 80}, {99, 99, 35},
-		{128, 128, 128}, {192, 192, 77}, {256, 256, 64}, {384, 384, 95}, {33, 33, 256}, {50, 130, 64}, {130, 50, 64}}
+	type combo struct {
+		dt     DType
+		causal bool
+	}
+	all := []combo{{Float32, false}, {Float32, true}, {Float16, false}, {Float16, true}}
+	f32CausalF16Full := []combo{{Float32, true}, {Float16, false}}
+	f32FullF16Causal := []combo{{Float32, false}, {Float16, true}}
+	shapes := []struct {
+		nq, nk, d, b, h int
+		combos          []combo
+	}{
+		{1, 1, 1, 2, 3, all}, {4, 4, 1, 2, 3, all}, {10, 10, 3, 2, 3, all}, {64, 64, 64, 2, 3, all},
+		{77, 77, 80, 1, 2, all}, {99, 99, 35, 1, 2, all},
+		{128, 128, 128, 1, 2, f32FullF16Causal}, {192, 192, 77, 1, 2, f32CausalF16Full},
+		{256, 256, 64, 1, 2, f32FullF16Causal}, {384, 384, 95, 1, 1, f32CausalF16Full},
+		{33, 33, 256, 1, 2, all}, {50, 130, 64, 1, 2, all}, {130, 50, 64, 1, 2, all},
+	}
 	var out []SmokeCase
 	for _, s := range shapes {
-		b, h := 2, 3
-		if s.nq*s.nk*s.d > 64*64*64 {
-			b, h = 1, 2
-		}
-		for _, dt := range []DType{Float32, Float16} {
-			for _, causal := range []bool{false, true} {
-				out = append(out, SmokeCase{Shape: AttnShape{B: b, H: h, Nq: s.nq, Nk: s.nk, D: s.d}, Causal: causal, DType: dt})
-			}
+		for _, c := range s.combos {
+			out = append(out, SmokeCase{Shape: AttnShape{B: s.b, H: s.h, Nq: s.nq, Nk: s.nk, D: s.d}, Causal: c.causal, DType: c.dt})
 		}
 	}
 	return out

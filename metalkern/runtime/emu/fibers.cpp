@@ -35,7 +35,8 @@ struct Worker final : Scheduler {
   std::vector<ThreadCtx> ctx;
   std::vector<void*> sp;
   std::vector<Arg> args;
-  std::vector<unsigned> ring;  // runnable fibers, FIFO
+  std::vector<unsigned> ring;  // runnable fibers, FIFO; size a power of two
+  unsigned mask = 0;           // ring.size() - 1 (no division per push/pop)
   unsigned head = 0, count = 0, finished = 0;
   void* sched_sp = nullptr;
   void* dead_sp = nullptr;  // finished fibers save into this and are never resumed
@@ -48,7 +49,7 @@ struct Worker final : Scheduler {
   explicit Worker(std::size_t stack_bytes) : stacks(stack_bytes) {}
 
   void push(unsigned t) {
-    ring[(head + count) % ring.size()] = t;
+    ring[(head + count) & mask] = t;
     ++count;
   }
   // Leaves the current fiber (stack pointer saved to *save) for the next
@@ -60,7 +61,7 @@ struct Worker final : Scheduler {
       return;
     }
     unsigned t = ring[head];
-    head = (head + 1) % unsigned(ring.size());
+    head = (head + 1) & mask;
     --count;
     cur.store(t, std::memory_order_relaxed);
     tls_ctx = &ctx[t];
@@ -107,7 +108,10 @@ void Worker::prepare(const KernelEntry& kern, const Launch& launch, metal::uint3
   stacks.set_kernel(kern.host_name);
   ctx.resize(n);
   sp.resize(n);
-  ring.resize(n);
+  unsigned cap = 1;
+  while (cap < n) cap <<= 1;
+  ring.resize(cap);
+  mask = cap - 1;
   args.resize(n);
   for (unsigned t = 0; t < n; ++t) args[t] = Arg{this, t};
 }

@@ -174,7 +174,7 @@ void Group::arrive_tg(ThreadCtx& c, const Site& s) {
   wait(lk, t, tg_phase_);
 }
 
-void Group::arrive_sg(ThreadCtx& c, const Site& s) {
+void Group::arrive_sg(ThreadCtx& c, const Site& s, Combine combine, unsigned char* slots) {
   Lock lk(*this);
   unsigned t = c.thread_index_in_threadgroup;
   Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
@@ -189,17 +189,24 @@ void Group::arrive_sg(ThreadCtx& c, const Site& s) {
   if (sg.arrived == 0) sg.site = s;
   th_[t] = TState{kWaitSg, s};
   if (++sg.arrived == sg.size) {
+    if (combine) combine(slots, sg.size);
     release_sg(sg, t);
     return;
   }
   wait(lk, t, sg.phase);
 }
 
-Xchg Group::exchange(ThreadCtx& c, const void* data, std::size_t n, const Site& s) {
+Xchg Group::exchange(ThreadCtx& c, const void* data, std::size_t n, const Site& s, Combine combine) {
   Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
   unsigned buf = c.xchg++ & 1u;  // double buffering: one barrier per exchange suffices
-  std::memcpy(sg.slots[buf][c.thread_index_in_simdgroup], data, n);
-  arrive_sg(c, s);
+  unsigned char* slot = sg.slots[buf][c.thread_index_in_simdgroup];
+  switch (n) {  // constant sizes: inline copies, no libc call
+    case 4: std::memcpy(slot, data, 4); break;
+    case 8: std::memcpy(slot, data, 8); break;
+    case 24: std::memcpy(slot, data, 24); break;
+    default: std::memcpy(slot, data, n);
+  }
+  arrive_sg(c, s, combine, &sg.slots[buf][0][0]);
   return Xchg{&sg.slots[buf][0][0], c.thread_index_in_simdgroup, sg.size};
 }
 

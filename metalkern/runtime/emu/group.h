@@ -65,8 +65,9 @@ class Group {
   unsigned size() const { return n_; }
 
   void arrive_tg(ThreadCtx& c, const Site& s);
-  void arrive_sg(ThreadCtx& c, const Site& s);
-  Xchg exchange(ThreadCtx& c, const void* data, std::size_t n, const Site& s);
+  // combine (may be null) runs once, on `slots`, when the last lane arrives.
+  void arrive_sg(ThreadCtx& c, const Site& s, Combine combine = nullptr, unsigned char* slots = nullptr);
+  Xchg exchange(ThreadCtx& c, const void* data, std::size_t n, const Site& s, Combine combine = nullptr);
   void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
   void thread_exit(ThreadCtx& c);
 

@@ -3,11 +3,13 @@
 #include "launcher.h"
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include "group.h"
+#include "orchard_emu/matrix.h"
 #include "pool.h"
 
 namespace orchard_emu {
@@ -64,9 +66,38 @@ void barrier_sg(const std::source_location& loc, const char* op) {
   group_of(c).arrive_sg(c, site(loc, op));
 }
 
-Xchg exchange(const void* mine, std::size_t n, const std::source_location& loc, const char* op) {
+Xchg exchange(const void* mine, std::size_t n, const std::source_location& loc, const char* op, Combine combine) {
   ThreadCtx& c = ctx();
-  return group_of(c).exchange(c, mine, n, site(loc, op));
+  return group_of(c).exchange(c, mine, n, site(loc, op), combine);
+}
+
+void mma_combine_f32(unsigned char* slots, unsigned width) {
+  if (width != kSimdWidth) return;  // every lane reports it (see metal::detail::sg_mma)
+  // Gather A, B, C (row-major 8x8) from the lanes' slots with Apple's layout.
+  float m[3][64];
+  for (unsigned l = 0; l < kSimdWidth; ++l) {
+    float e[6];
+    std::memcpy(e, slots + l * kSlotBytes, sizeof e);
+    int at = metal::detail::sg_row(l) * 8 + metal::detail::sg_col(l);
+    for (int w = 0; w < 3; ++w) {
+      m[w][at] = e[2 * w];
+      m[w][at + 1] = e[2 * w + 1];
+    }
+  }
+  // D(r, c) = C(r, c) + A(r, 0) B(0, c) + ... + A(r, 7) B(7, c), in that order.
+  float d[64];
+  for (int r = 0; r < 8; ++r) {
+    float acc[8];
+    for (int c = 0; c < 8; ++c) acc[c] = m[2][r * 8 + c];
+    for (int k = 0; k < 8; ++k) {
+      float a = m[0][r * 8 + k];
+      for (int c = 0; c < 8; ++c) acc[c] += a * m[1][k * 8 + c];
+    }
+    for (int c = 0; c < 8; ++c) d[r * 8 + c] = acc[c];
+  }
+  for (unsigned l = 0; l < kSimdWidth; ++l)
+    std::memcpy(slots + l * kSlotBytes + 6 * sizeof(float),
+                d + metal::detail::sg_row(l) * 8 + metal::detail::sg_col(l), 2 * sizeof(float));
 }
 
 void* tg_alloc(const TgSite& s, std::size_t size, std::size_t align) { return group_of(ctx()).tg_alloc(s, size, align); }

@@ -59,9 +59,21 @@ struct Xchg {
   }
 };
 
+// Runs once per exchange, after every lane of the simdgroup has written its
+// slot and before any lane reads: slots = width * kSlotBytes bytes, and it
+// may rewrite them (e.g. each lane's result of a simdgroup matrix product,
+// computed once instead of once per lane). In threads mode it runs under the
+// group's lock, by the last lane to arrive.
+using Combine = void (*)(unsigned char* slots, unsigned width);
+
 void barrier_tg(const std::source_location& loc);
 void barrier_sg(const std::source_location& loc, const char* op);
-Xchg exchange(const void* mine, std::size_t n, const std::source_location& loc, const char* op);
+Xchg exchange(const void* mine, std::size_t n, const std::source_location& loc, const char* op,
+              Combine combine = nullptr);
+// simdgroup_multiply(_accumulate) in float: slot of lane l = its elements of
+// A, B, C (6 floats); on return bytes 24..31 of the slot hold its 2 elements
+// of D = A * B + C (same per-element operation order as a per-lane loop).
+void mma_combine_f32(unsigned char* slots, unsigned width);
 void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
 [[noreturn]] void fail(const std::string& msg);  // throws KernelError naming the kernel
 

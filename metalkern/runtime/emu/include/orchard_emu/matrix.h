@@ -4,7 +4,8 @@
 //   r = (l / 4 & 4) + (l / 2) % 4   and columns   c = (l / 4 & 2) * 2 + (l % 2) * 2, c + 1
 // (the layout MLX's steel kernels and metal-flash-attention rely on).
 // simdgroup_load / simdgroup_store touch only the calling lane's elements;
-// multiply(_accumulate) is a simd exchange (all 32 lanes, same call site).
+// multiply(_accumulate) is a simd exchange (all 32 lanes, same call site)
+// whose product is computed once, by the launcher (mma_combine_f32).
 // Loads with transpose read M(r, c) = src[(origin.x + c) * elements_per_row +
 // origin.y + r]: matrix_origin is given in the loaded matrix's coordinates.
 #pragma once
@@ -85,29 +86,18 @@ void simdgroup_store(const simdgroup_matrix<T, 8, 8>& m, U* dst, ulong elements_
 }
 
 namespace detail {
-// d = a * b (+ c): one exchange of every lane's six elements, then each lane
-// computes its own two outputs in float.
+// d = a * b (+ c): one exchange of every lane's six elements; the last lane
+// to arrive computes the whole 8x8 product once (orchard_emu::mma_combine_f32,
+// float accumulation) and each lane reads back its two elements.
 template <class D, class A, class B, class C>
 void sg_mma(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a, const simdgroup_matrix<B, 8, 8>& b,
             const simdgroup_matrix<C, 8, 8>* c, const srcloc& loc, const char* op) {
   float mine[6] = {float(a.e.x), float(a.e.y), float(b.e.x), float(b.e.y), c ? float(c->e.x) : 0.0f,
                    c ? float(c->e.y) : 0.0f};
-  orchard_emu::Xchg x = orchard_emu::exchange(mine, sizeof mine, loc, op);
+  orchard_emu::Xchg x = orchard_emu::exchange(mine, sizeof mine, loc, op, &orchard_emu::mma_combine_f32);
   if (x.width != 32) orchard_emu::fail(std::string(op) + " in a simdgroup with fewer than 32 threads");
-  auto val = [&](int which, int row, int col) {
-    int at = row * 8 + col;
-    float v;
-    __builtin_memcpy(&v, x.base + kSgIndex.lane[at] * orchard_emu::kSlotBytes +
-                             (which * 2 + kSgIndex.elem[at]) * sizeof(float), sizeof v);
-    return v;
-  };
-  int r = sg_row(x.lane), c0 = sg_col(x.lane);
   float out[2];
-  for (int j = 0; j < 2; ++j) {
-    float acc = mine[4 + j];
-    for (int k = 0; k < 8; ++k) acc += val(0, r, k) * val(1, k, c0 + j);
-    out[j] = acc;
-  }
+  __builtin_memcpy(out, x.base + x.lane * orchard_emu::kSlotBytes + 6 * sizeof(float), sizeof out);
   d.e = vec<D, 2>(D(out[0]), D(out[1]));
 }
 }  // namespace detail

@@ -1,0 +1,100 @@
+package metalkern
+
+// Benchmarks of the emu runner next to BenchmarkReferenceForward (the float64
+// Go reference): the same shape, B=1 H=1 N=256 D=64 float32, non-causal.
+// They build the real runner once (shared with runlog_test.go's full build)
+// and time what the runner itself reports as `ms`: the dispatch calls only,
+// without process start-up or .npy I/O (docs/runtime.md). docs/perf.md has
+// the figures and the commands.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// emuBenchRunner returns the full runner (every kernel), built once, or the
+// runner named by $EMU_BENCH_RUNNER (to compare builds: docs/perf.md).
+func emuBenchRunner(b *testing.B) string {
+	b.Helper()
+	if p := os.Getenv("EMU_BENCH_RUNNER"); p != "" {
+		return p
+	}
+	if testing.Short() {
+		b.Skip("-short: building the runner takes about a minute")
+	}
+	emuNeedTools(b, "cmake", "g++", "make")
+	rt := emuRuntimeDir(b)
+	runlogFull.once.Do(func() { runlogFull.bin, runlogFull.err = runlogBuildRunner(rt, "full") })
+	if runlogFull.err != nil {
+		b.Fatal(runlogFull.err)
+	}
+	return runlogFull.bin
+}
+
+// BenchmarkEmuForward: the runner's `ms` for one forward dispatch, fibers
+// mode, with 1 worker and with the default (one per core).
+//
+//	go test -run '^$' -bench 'EmuForward|ReferenceForward' -benchtime 20x ./metalkern/
+func BenchmarkEmuForward(b *testing.B) {
+	bin := emuBenchRunner(b)
+	s := AttnShape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
+	dir := b.TempDir()
+	rng := rand.New(rand.NewPCG(1, 1))
+	args := []string{"run", "--mode", "fibers", "--out", filepath.Join(dir, "out")}
+	for _, name := range []string{"q", "k", "v"} {
+		p := filepath.Join(dir, name+".npy")
+		if err := WriteNPY(p, &Array{Shape: []int{s.B, s.H, s.Nq, s.D}, DType: Float32, Data: RandNormal(rng, s.QLen())}); err != nil {
+			b.Fatal(err)
+		}
+		args = append(args, "--"+name, p)
+	}
+	for _, workers := range []int{1, 0} {
+		name := "workers=default"
+		a := args
+		if workers > 0 {
+			name = fmt.Sprintf("workers=%d", workers)
+			a = append(append([]string{}, args...), "--workers", fmt.Sprint(workers))
+		}
+		b.Run(name, func(b *testing.B) {
+			var sum float64
+			lo := math.Inf(1)
+			for b.Loop() {
+				ms := emuBenchRun(b, bin, a)
+				sum += ms
+				lo = min(lo, ms)
+			}
+			b.ReportMetric(sum/float64(b.N), "runner-ms/op")
+			b.ReportMetric(lo, "min-runner-ms")
+		})
+	}
+}
+
+// emuBenchRun runs the runner with the ORCHARD_* variables of the caller
+// removed (no logs) and returns its `ms`.
+func emuBenchRun(b *testing.B, bin string, args []string) float64 {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ORCHARD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("%s: %v\n%s", bin, err, stderr.String())
+	}
+	var st Stats
+	if err := json.Unmarshal(lastJSONLine(out), &st); err != nil {
+		b.Fatalf("runner output: %v: %q", err, out)
+	}
+	return st.MS
+}
