@@ -40,6 +40,10 @@ func (s *KernelStep) configure(sc *Context) []string {
 	if sc.Backend == BackendEmu {
 		args = append(args, "-DORCHARD_GEN_DIR="+s.Shaders.Out.GenDir)
 	}
+	if sc.Backend == BackendMetal && s.Shaders.Out.Metallib != "" {
+		// The shader step compiled the library: CMake builds only the host.
+		args = append(args, "-DORCHARD_PREBUILT_METALLIB="+s.Shaders.Out.Metallib)
+	}
 	args = append(args, "-DORCHARD_TSAN="+onOff(s.B.Race))
 	return args
 }

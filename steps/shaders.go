@@ -195,8 +195,11 @@ func (s *ShadersStep) compileMetal(ctx context.Context, sc *Context, root string
 		sc.Progress("metal " + f)
 		air := filepath.Join(dir, strings.TrimSuffix(path.Base(f), ".metal")+".air")
 		var b strings.Builder
-		args := []string{"xcrun", "-sdk", "macosx", "metal", "-c", "-std=metal3.0", "-mmacosx-version-min=13.0",
-			"-Wall", "-I", filepath.Join(root, "include"), filepath.Join(root, filepath.FromSlash(f)), "-o", air}
+		// The flags of the runtime's CMakeLists.txt (ORCHARD_METAL_STD,
+		// ORCHARD_MACOS_MIN, ORCHARD_METAL_FLAGS), plus -Wall.
+		args := []string{"xcrun", "-sdk", "macosx", "metal", "-std=metal3.0", "-mmacosx-version-min=13.0", "-O3", "-Wall",
+			"-I", filepath.Join(root, "include"), "-I", filepath.Join(root, "kernels"),
+			"-c", filepath.Join(root, filepath.FromSlash(f)), "-o", air}
 		if err := sc.Exec(ctx, Cmd{Args: args, OnLine: func(l string) { b.WriteString(l + "\n") }}); err != nil {
 			var ee *ExecError
 			if !errors.As(err, &ee) {
