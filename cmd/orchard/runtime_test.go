@@ -283,7 +283,8 @@ func TestMissingBarrierFailsRaceCheckWithMetalLine(t *testing.T) {
 		t.Fatal("barrier not found in attn_fwd.metal")
 		return ls
 	})
-	r, code, stderr := runJSON(t, "rebuild", "--runtime", rt, "--race", "--build-dir", t.TempDir())
+	build := t.TempDir()
+	r, code, stderr := runJSON(t, "rebuild", "--runtime", rt, "--race", "--build-dir", build)
 	c := reportCheck(r, "races")
 	if code != 1 || c.Status != checks.Fail {
 		t.Fatalf("exit %d, races %+v\n%s", code, c, stderr)
@@ -293,5 +294,20 @@ func TestMissingBarrierFailsRaceCheckWithMetalLine(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(c.Evidence, "\n"), "data race") {
 		t.Fatalf("evidence: %v", c.Evidence)
+	}
+
+	// Editing a host file reruns the kernel build, not the shader compile.
+	f, err := os.OpenFile(filepath.Join(rt, "host", "runner.cpp"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("\n// edited by a test\n")
+	f.Close()
+	r, _, _ = runJSON(t, "rebuild", "--runtime", rt, "--race", "--build-dir", build, "--explain")
+	if s := stepByName(r, "shaders"); !s.Cached {
+		t.Errorf("shaders reran after a host edit: %+v", s)
+	}
+	if s := stepByName(r, "kernel"); s.Cached || !strings.Contains(s.Explain, "changed") {
+		t.Errorf("kernel did not rerun after a host edit: %+v", s)
 	}
 }
