@@ -234,24 +234,15 @@ func attnReference(in *attnInputs, opts *AttnOptions, dir string) error {
 // attnRunner builds the runtime if needed (cached steps, progress on
 // stderr) and runs the runner on the inputs.
 func attnRunner(ctx context.Context, f *Factory, in *attnInputs, opts *AttnOptions, dir string) error {
-	prober := steps.NewProber(f.IO.Getenv)
-	backend, _, err := steps.ResolveBackend(ctx, f.Global.Backend, prober)
-	if err != nil {
-		return envErrorf("%v", err)
-	}
-	bdir, err := f.resolveBuildDir(backend)
+	t, err := f.resolveTarget(ctx, steps.NewProber(f.IO.Getenv), 0, false)
 	if err != nil {
 		return err
 	}
-	src, err := f.runtimeSource()
-	if err != nil {
-		return err
-	}
-	b := newBuild(src, prober, 0, false)
+	b := t.build
 	shaders := &steps.ShadersStep{B: b}
 	kernel := &steps.KernelStep{B: b, Shaders: shaders}
 	prog := newProgress(f.IO.ErrOut, f.IO.ErrTTY && f.IO.Getenv("CI") == "", false, renderer(f.IO.ErrOut, f.ErrColor(), f.IO.Getenv))
-	run, err := steps.New(steps.Options{BuildDir: bdir, Backend: backend, Who: "orchard attn", Getenv: f.IO.Getenv, Events: prog.Event}).
+	run, err := steps.New(steps.Options{BuildDir: t.dir, Backend: t.backend, Who: "orchard attn", Getenv: f.IO.Getenv, Events: prog.Event}).
 		Run(ctx, []steps.Step{b.Toolchain, shaders, kernel})
 	prog.Close()
 	if err != nil {

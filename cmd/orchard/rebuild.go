@@ -49,7 +49,9 @@ allowlisted environment are unchanged, and whose outputs still exist, is not
 run again. --force reruns everything; --explain says why each step ran.
 
 Two runs on one build dir never interleave: the second waits (or, with
---no-wait, fails at once).`,
+--no-wait, fails at once). Ctrl-C stops the running step and its child
+processes, records nothing for it and exits 130; the next run resumes.
+Each step's full output is in <build-dir>/logs/steps/<step>.log.`,
 		Example: `  orchard rebuild
   orchard rebuild --fix          # install what is missing first (asks nothing)
   orchard rebuild --explain
@@ -87,26 +89,13 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 			return err
 		}
 	}
-	backend, reason, err := steps.ResolveBackend(ctx, f.Global.Backend, prober)
-	if err != nil {
-		return envErrorf("%v", err)
-	}
-	dir, err := f.resolveBuildDir(backend)
+	t, err := f.resolveTarget(ctx, prober, opts.Seed, opts.seedSet)
 	if err != nil {
 		return err
 	}
-	if f.Global.Verbose {
-		fmt.Fprintf(f.IO.ErrOut, "backend %s: %s\nbuild dir %s\n", backend, reason, dir)
-	}
-	src, err := f.runtimeSource()
-	if err != nil {
-		return err
-	}
-	b := newBuild(src, prober, opts.Seed, opts.seedSet)
-	b.Race = opts.Race
-	pipeline := rebuildPipeline(b)
-	return runPipeline(ctx, f, pipeline, pipelineRun{
-		command: "rebuild", backend: backend, dir: dir,
+	t.build.Race = opts.Race
+	return runPipeline(ctx, f, rebuildPipeline(t.build), pipelineRun{
+		command: "rebuild", backend: t.backend, dir: t.dir,
 		opts: steps.Options{Force: opts.Force, NoWait: opts.NoWait, StepTimeout: opts.Timeout},
 		ro:   opts.ReportOptions,
 	})
@@ -140,6 +129,34 @@ func rebuildPipeline(b *steps.Build) []steps.Step {
 		&steps.LogInspectStep{Smoke: smoke},
 	)
 	return p
+}
+
+// target is what a command that builds or uses the runtime resolves first.
+type target struct {
+	backend, reason string
+	dir             string
+	build           *steps.Build
+}
+
+// resolveTarget resolves --backend (with the prober's reasons), the build
+// dir and the runtime source (--runtime) into the build the steps share.
+func (f *Factory) resolveTarget(ctx context.Context, p *steps.Prober, seed uint64, seedSet bool) (*target, error) {
+	backend, reason, err := steps.ResolveBackend(ctx, f.Global.Backend, p)
+	if err != nil {
+		return nil, envErrorf("%v", err)
+	}
+	dir, err := f.resolveBuildDir(backend)
+	if err != nil {
+		return nil, err
+	}
+	src, err := f.runtimeSource()
+	if err != nil {
+		return nil, err
+	}
+	if f.Global.Verbose {
+		fmt.Fprintf(f.IO.ErrOut, "backend %s: %s\nbuild dir %s\n", backend, reason, dir)
+	}
+	return &target{backend: backend, reason: reason, dir: dir, build: newBuild(src, p, seed, seedSet)}, nil
 }
 
 // newBuild gathers what the runtime steps share for one run.

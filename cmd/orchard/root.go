@@ -116,7 +116,9 @@ end: environment check, shader compile, kernel build, smoke forward/backward
 against a float64 reference, and log inspection, reported as a checklist.
 
 Backends: metal runs the kernels on an Apple GPU; emu compiles the same .metal
-sources as C++ and runs them on the CPU (Linux, CI, VMs without a GPU).`,
+sources as C++ and runs them on the CPU (Linux, CI, VMs without a GPU).
+
+With no command, orchard runs 'orchard rebuild'. Start with 'orchard doctor'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// With no subcommand orchard rebuilds and verifies the runtime.

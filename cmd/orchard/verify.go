@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -49,20 +48,11 @@ no build yet, it says so: run 'orchard rebuild' first.`,
 
 func runVerify(ctx context.Context, opts *VerifyOptions) error {
 	f := opts.F
-	prober := steps.NewProber(f.IO.Getenv)
-	backend, _, err := steps.ResolveBackend(ctx, f.Global.Backend, prober)
-	if err != nil {
-		return envErrorf("%v", err)
-	}
-	dir, err := f.resolveBuildDir(backend)
+	t, err := f.resolveTarget(ctx, steps.NewProber(f.IO.Getenv), opts.Seed, opts.seedSet)
 	if err != nil {
 		return err
 	}
-	src, err := f.runtimeSource()
-	if err != nil {
-		return err
-	}
-	b := newBuild(src, prober, opts.Seed, opts.seedSet)
+	b, backend, dir := t.build, t.backend, t.dir
 	shaders := &steps.ShadersStep{B: b}
 	kernel := &steps.KernelStep{B: b, Shaders: shaders}
 	err = steps.LoadOutput(dir, "shaders", &shaders.Out)
@@ -81,9 +71,6 @@ func runVerify(ctx context.Context, opts *VerifyOptions) error {
 		&steps.RuntimeLoadsStep{B: b, Shaders: shaders, Kernel: kernel},
 		smoke,
 		&steps.LogInspectStep{Smoke: smoke},
-	}
-	if f.Global.Verbose {
-		fmt.Fprintf(f.IO.ErrOut, "verifying %s\n", kernel.Out.Runner)
 	}
 	return runPipeline(ctx, f, pipeline, pipelineRun{
 		command: "verify", backend: backend, dir: dir,
