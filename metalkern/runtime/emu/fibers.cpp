@@ -1,7 +1,8 @@
 // fibers.cpp — fibers mode: W worker threads take threadgroups from a
 // shared counter; each runs all threads of its group as fibers on its own
 // OS thread, in a fixed order (deterministic). A fiber runs until it waits
-// at a barrier / simd op, then hands over to the next runnable fiber.
+// at a barrier / simd op, then hands over to the next runnable fiber: the
+// first set bit of the runnable mask after its own index, wrapping around.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -35,9 +36,9 @@ struct Worker final : Scheduler {
   std::vector<ThreadCtx> ctx;
   std::vector<void*> sp;
   std::vector<Arg> args;
-  std::vector<unsigned> ring;  // runnable fibers, FIFO; size a power of two
-  unsigned mask = 0;           // ring.size() - 1 (no division per push/pop)
-  unsigned head = 0, count = 0, finished = 0;
+  unsigned words = 0;  // 64-bit words of `runnable` in use
+  unsigned last = 0;   // the fiber that ran last (the search for the next one starts after it)
+  unsigned finished = 0;
   void* sched_sp = nullptr;
   void* dead_sp = nullptr;  // finished fibers save into this and are never resumed
   bool failed = false;
@@ -48,27 +49,35 @@ struct Worker final : Scheduler {
 
   explicit Worker(std::size_t stack_bytes) : stacks(stack_bytes) {}
 
-  void push(unsigned t) {
-    ring[(head + count) & mask] = t;
-    ++count;
+  // The first runnable fiber after `last` (cyclic), its bit cleared; -1 if none.
+  int pick() {
+    unsigned from = last + 1, w = from / 64;
+    uint64_t bits = w < words ? runnable[w] & (~0ull << (from % 64)) : 0;
+    for (unsigned i = 0; i <= words; ++i) {
+      if (bits) {
+        unsigned t = w * 64 + unsigned(__builtin_ctzll(bits));
+        runnable[w] &= ~(1ull << (t % 64));
+        return int(t);
+      }
+      w = w + 1 < words ? w + 1 : 0;
+      bits = runnable[w];
+    }
+    return -1;
   }
   // Leaves the current fiber (stack pointer saved to *save) for the next
   // runnable one, or for the scheduler when none is left or a fiber failed.
   void next(void** save) {
-    if (count == 0 || failed) {
+    int t = failed ? -1 : pick();
+    if (t < 0) {
       tls_ctx = nullptr;
       orchard_fiber_switch(save, sched_sp);
       return;
     }
-    unsigned t = ring[head];
-    head = (head + 1) & mask;
-    --count;
-    cur.store(t, std::memory_order_relaxed);
+    last = unsigned(t);
+    cur.store(unsigned(t), std::memory_order_relaxed);
     tls_ctx = &ctx[t];
     orchard_fiber_switch(save, sp[t]);
   }
-  void block(unsigned tid) override { next(&sp[tid]); }
-  void wake(unsigned tid) override { push(tid); }
 
   static void fiber_main(void* p);
   void prepare(const KernelEntry& kern, const Launch& launch, metal::uint3 groups, metal::uint3 tpg);
@@ -108,10 +117,7 @@ void Worker::prepare(const KernelEntry& kern, const Launch& launch, metal::uint3
   stacks.set_kernel(kern.host_name);
   ctx.resize(n);
   sp.resize(n);
-  unsigned cap = 1;
-  while (cap < n) cap <<= 1;
-  ring.resize(cap);
-  mask = cap - 1;
+  words = (n + 63) / 64;
   args.resize(n);
   for (unsigned t = 0; t < n; ++t) args[t] = Arg{this, t};
 }
@@ -120,13 +126,15 @@ std::string Worker::run_group(unsigned long long g, metal::uint3 groups) {
   cur_group.store(g, std::memory_order_relaxed);
   group.begin(group_pos(g, groups), ctx.data());
   unsigned n = group.size();
-  head = count = finished = 0;
+  finished = 0;
   failed = false;
   error.clear();
+  for (unsigned w = 0; w < words; ++w) runnable[w] = 0;
   for (unsigned t = 0; t < n; ++t) {
     sp[t] = fiber_init(stacks.top(t), &Worker::fiber_main, &args[t]);
-    push(t);
+    runnable[t / 64] |= 1ull << (t % 64);
   }
+  last = n - 1;  // start with fiber 0
   next(&sched_sp);  // runs fibers until none is runnable
   tls_ctx = nullptr;
   if (failed) return error;
@@ -260,6 +268,11 @@ class FiberPool final : public Pool {
 };
 
 }  // namespace
+
+void Scheduler::block(unsigned tid) {
+  Worker* w = static_cast<Worker*>(this);
+  w->next(&w->sp[tid]);
+}
 
 std::unique_ptr<Pool> make_fiber_pool(const LaunchOptions& o) { return std::make_unique<FiberPool>(o); }
 

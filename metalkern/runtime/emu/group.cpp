@@ -61,7 +61,6 @@ void Group::configure(const KernelEntry* k, metal::uint3 tpg, metal::uint3 group
   unsigned n = tpg.x * tpg.y * tpg.z;
   unsigned nsg = (n + kSimdWidth - 1) / kSimdWidth;
   if (n != n_) {
-    th_.assign(n, TState{});
     sgs_.reset(new Simd[nsg]);
     n_ = n;
     nsg_ = nsg;
@@ -69,6 +68,7 @@ void Group::configure(const KernelEntry* k, metal::uint3 tpg, metal::uint3 group
   for (unsigned i = 0; i < nsg_; ++i) {
     sgs_[i].first = i * kSimdWidth;
     sgs_[i].size = std::min(kSimdWidth, n_ - i * kSimdWidth);
+    sgs_[i].full = sgs_[i].size == 32 ? ~0u : (1u << sgs_[i].size) - 1;
   }
   tg_used_ = kTgLimit;  // the first group of the dispatch poisons the whole arena
 }
@@ -77,10 +77,9 @@ void Group::begin(metal::uint3 pos, ThreadCtx* ctx) {
   pos_ = pos;
   aborted_.store(false);
   tg_arrived_ = done_ = 0;
-  for (auto& t : th_) t = TState{};
   for (unsigned i = 0; i < nsg_; ++i) {
     Simd& sg = sgs_[i];
-    sg.arrived = sg.tg_waiting = sg.done = 0;
+    sg.wait = sg.tg = sg.done = 0;
   }
   // Threadgroup memory is uninitialised on the GPU: poison what the last
   // group used (0xFF bytes: NaN floats, -1 integers) so stale reads show.
@@ -103,6 +102,7 @@ void Group::begin(metal::uint3 pos, ThreadCtx* ctx) {
     c.threads_per_simdgroup = kSimdWidth;
     c.group = this;
     c.xchg = 0;
+    for (unsigned b = 0; b < 2; ++b) c.slot[b] = sgs_[t / kSimdWidth].slots[b][t % kSimdWidth];
   }
 }
 
@@ -115,20 +115,32 @@ std::string Group::where() const {
 
 // "lanes 0-15 wait at f.metal:3:9 (simd_sum); lane 16 has returned": the
 // threads (of `sg`, or of the group when sg is null) in state st, by site.
+Group::St Group::state(unsigned t) const {
+  const Simd& sg = sgs_[t / kSimdWidth];
+  uint32_t bit = 1u << (t % kSimdWidth);
+  if (sg.wait & bit) return kWaitSg;
+  if (sg.tg & bit) return kWaitTg;
+  if (sg.done & bit) return kDone;
+  return kRunning;
+}
+
 std::string Group::threads_where(St st, const Simd* sg) const {
   unsigned lo = sg ? sg->first : 0, hi = sg ? sg->first + sg->size : n_;
   std::vector<std::pair<Site, std::vector<unsigned>>> by;
   for (unsigned t = lo; t < hi; ++t) {
-    if (th_[t].st != st) continue;
+    if (state(t) != st) continue;
+    // every waiter at a simd op waits at its simdgroup's site (checked on
+    // arrival), every waiter at the barrier at tg_site_
+    Site site = st == kWaitSg ? sgs_[t / kSimdWidth].site : st == kWaitTg ? tg_site_ : Site{};
     unsigned id = sg ? t - sg->first : t;
     bool found = false;
     for (auto& [s, ids] : by)
-      if (same_site(s, th_[t].site)) {
+      if (same_site(s, site)) {
         ids.push_back(id);
         found = true;
         break;
       }
-    if (!found) by.push_back({th_[t].site, {id}});
+    if (!found) by.push_back({site, {id}});
   }
   std::string out;
   for (auto& [s, ids] : by) {
@@ -156,17 +168,16 @@ void Group::arrive_tg(ThreadCtx& c, const Site& s) {
   Lock lk(*this);
   unsigned t = c.thread_index_in_threadgroup;
   Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
-  if (done_ > 0 || sg.arrived > 0 || (tg_arrived_ > 0 && !same_site(tg_site_, s))) [[unlikely]] {
+  if (done_ > 0 || sg.wait || (tg_arrived_ > 0 && !same_site(tg_site_, s))) [[unlikely]] {
     std::string me = "divergent threadgroup_barrier: thread " + std::to_string(t) + " reached " + describe(s);
     if (done_ > 0) diverge(me + " but " + threads_where(kDone, nullptr) + kTgFix);
-    if (sg.arrived > 0)
+    if (sg.wait)
       diverge(me + " while, in its simdgroup " + std::to_string(c.simdgroup_index_in_threadgroup) + ", " +
               threads_where(kWaitSg, &sg) + kTgFix);
     diverge(me + " but " + threads_where(kWaitTg, nullptr) + kTgFix);
   }
   if (tg_arrived_ == 0) tg_site_ = s;
-  th_[t] = TState{kWaitTg, s};
-  ++sg.tg_waiting;
+  sg.tg |= 1u << c.thread_index_in_simdgroup;
   if (++tg_arrived_ == n_) {
     release_tg(t);
     return;
@@ -174,49 +185,79 @@ void Group::arrive_tg(ThreadCtx& c, const Site& s) {
   wait(lk, t, tg_phase_);
 }
 
-void Group::arrive_sg(ThreadCtx& c, const Site& s, Combine combine, unsigned char* slots) {
-  Lock lk(*this);
-  unsigned t = c.thread_index_in_threadgroup;
+void Group::diverge_sg(ThreadCtx& c, const Site& s) {
   Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
-  if (sg.done > 0 || sg.tg_waiting > 0 || (sg.arrived > 0 && !same_site(sg.site, s))) [[unlikely]] {
-    std::string head = "divergent " + std::string(s.op ? s.op : "simd op") + " in simdgroup " +
-                       std::to_string(c.simdgroup_index_in_threadgroup) + ": lane " +
-                       std::to_string(c.thread_index_in_simdgroup) + " reached " + describe(s);
-    if (sg.done > 0) diverge(head + " but " + threads_where(kDone, &sg) + kSgFix);
-    if (sg.tg_waiting > 0) diverge(head + " while " + threads_where(kWaitTg, &sg) + kSgFix);
-    diverge(head + " while " + threads_where(kWaitSg, &sg) + kSgFix);
-  }
-  if (sg.arrived == 0) sg.site = s;
-  th_[t] = TState{kWaitSg, s};
-  if (++sg.arrived == sg.size) {
-    if (combine) combine(slots, sg.size);
-    release_sg(sg, t);
-    return;
-  }
-  wait(lk, t, sg.phase);
+  std::string head = "divergent " + std::string(s.op ? s.op : "simd op") + " in simdgroup " +
+                     std::to_string(c.simdgroup_index_in_threadgroup) + ": lane " +
+                     std::to_string(c.thread_index_in_simdgroup) + " reached " + describe(s);
+  if (sg.done) diverge(head + " but " + threads_where(kDone, &sg) + kSgFix);
+  if (sg.tg) diverge(head + " while " + threads_where(kWaitTg, &sg) + kSgFix);
+  diverge(head + " while " + threads_where(kWaitSg, &sg) + kSgFix);
 }
 
-Xchg Group::exchange(ThreadCtx& c, const void* data, std::size_t n, const Site& s, Combine combine) {
-  Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
-  unsigned buf = c.xchg++ & 1u;  // double buffering: one barrier per exchange suffices
-  unsigned char* slot = sg.slots[buf][c.thread_index_in_simdgroup];
-  switch (n) {  // constant sizes: inline copies, no libc call
-    case 4: std::memcpy(slot, data, 4); break;
-    case 8: std::memcpy(slot, data, 8); break;
-    case 24: std::memcpy(slot, data, 24); break;
-    default: std::memcpy(slot, data, n);
+// Fibers mode (inlined into both callers): no lock; the release is one mask
+// operation on the runnable set.
+inline void Group::arrive_sg_fibers(ThreadCtx& c, Simd& sg, const Site& s, Combine combine, unsigned char* slots) {
+  if ((sg.done | sg.tg) || (sg.wait && !same_site(sg.site, s))) [[unlikely]]
+    diverge_sg(c, s);
+  if (!sg.wait) sg.site = s;
+  const uint32_t bit = 1u << c.thread_index_in_simdgroup;
+  const uint32_t w = sg.wait | bit;
+  if (w != sg.full) {
+    sg.wait = w;
+    sched_->block(c.thread_index_in_threadgroup);
+    return;
   }
-  arrive_sg(c, s, combine, &sg.slots[buf][0][0]);
-  return Xchg{&sg.slots[buf][0][0], c.thread_index_in_simdgroup, sg.size};
+  sg.wait = 0;
+  if (combine) combine(slots, sg.size);
+  sched_->runnable[sg.first / 64] |= uint64_t(w & ~bit) << (sg.first % 64);
+  progress.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Group::arrive_sg(ThreadCtx& c, const Site& s, Combine combine, unsigned char* slots) {
+  Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
+  if (mode_ == Mode::kFibers) {
+    arrive_sg_fibers(c, sg, s, combine, slots);
+    return;
+  }
+  Lock lk(*this);
+  if ((sg.done | sg.tg) || (sg.wait && !same_site(sg.site, s))) [[unlikely]]
+    diverge_sg(c, s);
+  if (!sg.wait) sg.site = s;
+  sg.wait |= 1u << c.thread_index_in_simdgroup;
+  if (sg.wait == sg.full) {
+    if (combine) combine(slots, sg.size);
+    release_sg(sg, c.thread_index_in_threadgroup);
+    return;
+  }
+  wait(lk, c.thread_index_in_threadgroup, sg.phase);
+}
+
+Xchg Group::arrive_xchg(ThreadCtx& c, const Site& s, Combine combine) {
+  Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
+  unsigned char* base = &sg.slots[c.xchg++ & 1u][0][0];  // double buffering: one barrier per exchange suffices
+  if (mode_ == Mode::kFibers) [[likely]]
+    arrive_sg_fibers(c, sg, s, combine, base);
+  else
+    arrive_sg(c, s, combine, base);
+  return Xchg{base, c.thread_index_in_simdgroup, sg.size};
+}
+
+// The shim's entry point for every simd exchange (context.h).
+Xchg exchange_arrive(ThreadCtx& c, const std::source_location& loc, const char* op, Combine combine) {
+  return static_cast<Group*>(c.group)->arrive_xchg(c, Site{loc.file_name(), loc.line(), loc.column(), op}, combine);
 }
 
 void Group::release_tg(unsigned me) {
   tg_arrived_ = 0;
-  for (unsigned i = 0; i < nsg_; ++i) sgs_[i].tg_waiting = 0;
-  for (unsigned t = 0; t < n_; ++t) {
-    if (th_[t].st != kWaitTg) continue;
-    th_[t].st = kRunning;
-    if (mode_ == Mode::kFibers && t != me) sched_->wake(t);
+  for (unsigned i = 0; i < nsg_; ++i) {
+    Simd& sg = sgs_[i];
+    if (mode_ == Mode::kFibers) {
+      uint32_t w = sg.tg;
+      if (me - sg.first < sg.size) w &= ~(1u << (me - sg.first));
+      sched_->runnable[sg.first / 64] |= uint64_t(w) << (sg.first % 64);
+    }
+    sg.tg = 0;
   }
   progress.fetch_add(1, std::memory_order_relaxed);
   if (mode_ == Mode::kThreads) {
@@ -226,12 +267,8 @@ void Group::release_tg(unsigned me) {
 }
 
 void Group::release_sg(Simd& sg, unsigned me) {
-  sg.arrived = 0;
-  for (unsigned t = sg.first; t < sg.first + sg.size; ++t) {
-    if (th_[t].st != kWaitSg) continue;
-    th_[t].st = kRunning;
-    if (mode_ == Mode::kFibers && t != me) sched_->wake(t);
-  }
+  (void)me;
+  sg.wait = 0;  // threads mode only (fibers release in arrive_sg)
   progress.fetch_add(1, std::memory_order_relaxed);
   if (mode_ == Mode::kThreads) {
     sg.phase.fetch_add(1, std::memory_order_release);
@@ -259,14 +296,13 @@ void Group::thread_exit(ThreadCtx& c) {
   Lock lk(*this);
   unsigned t = c.thread_index_in_threadgroup;
   Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
-  th_[t] = TState{kDone, Site{}};
+  sg.done |= 1u << c.thread_index_in_simdgroup;
   ++done_;
-  ++sg.done;
   progress.fetch_add(1, std::memory_order_relaxed);
   if (tg_arrived_ > 0)
     diverge("divergent threadgroup_barrier: thread " + std::to_string(t) + " returned while " +
             threads_where(kWaitTg, nullptr) + kTgFix);
-  if (sg.arrived > 0)
+  if (sg.wait)
     diverge("divergent " + std::string(sg.site.op ? sg.site.op : "simd op") + " in simdgroup " +
             std::to_string(c.simdgroup_index_in_threadgroup) + ": lane " + std::to_string(c.thread_index_in_simdgroup) +
             " returned while " + threads_where(kWaitSg, &sg) + kSgFix);
@@ -300,8 +336,8 @@ std::string Group::state_summary() {
   }
   std::vector<unsigned> running, done;
   for (unsigned t = 0; t < n_; ++t) {
-    if (th_[t].st == kRunning) running.push_back(t);
-    if (th_[t].st == kDone) done.push_back(t);
+    if (state(t) == kRunning) running.push_back(t);
+    if (state(t) == kDone) done.push_back(t);
   }
   if (!running.empty()) add("threads " + ranges(running) + " still running");
   if (!done.empty()) add(threads_where(kDone, nullptr));

@@ -38,11 +38,15 @@ struct Site {
   const char* op = nullptr;
 };
 
-// Fibers mode: how a waiting thread yields and how a released one resumes.
+// Fibers mode: the set of runnable fibers (bit t of runnable: fiber t may
+// run; the running fiber's bit is clear) and the switch to the next one.
+// A release sets the released lanes' bits (one mask operation per
+// simdgroup); block() runs the next runnable fiber after `tid` in index
+// order (deterministic) and returns when tid's bit was set and it is picked.
 class Scheduler {
  public:
-  virtual void block(unsigned tid) = 0;  // returns once wake(tid) ran
-  virtual void wake(unsigned tid) = 0;
+  uint64_t runnable[kMaxThreads / 64] = {};
+  void block(unsigned tid);  // fibers.cpp
 
  protected:
   ~Scheduler() = default;
@@ -65,9 +69,11 @@ class Group {
   unsigned size() const { return n_; }
 
   void arrive_tg(ThreadCtx& c, const Site& s);
+  // The lane has written its slot (ThreadCtx::slot); waits for its simdgroup
+  // at site s, runs combine once, and returns every lane's slot.
+  Xchg arrive_xchg(ThreadCtx& c, const Site& s, Combine combine);
   // combine (may be null) runs once, on `slots`, when the last lane arrives.
   void arrive_sg(ThreadCtx& c, const Site& s, Combine combine = nullptr, unsigned char* slots = nullptr);
-  Xchg exchange(ThreadCtx& c, const void* data, std::size_t n, const Site& s, Combine combine = nullptr);
   void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
   void thread_exit(ThreadCtx& c);
 
@@ -79,13 +85,12 @@ class Group {
 
  private:
   enum St : uint8_t { kRunning, kWaitTg, kWaitSg, kDone };
-  struct TState {
-    St st = kRunning;
-    Site site;
-  };
+  // Per simdgroup, bit i = lane i: waiting at the simd op `site`, waiting at
+  // the threadgroup barrier (tg_site_), returned. A lane in none is running.
   struct Simd {
     unsigned first = 0, size = 0;
-    unsigned arrived = 0, tg_waiting = 0, done = 0;
+    uint32_t full = 0;  // bits of the `size` lanes
+    uint32_t wait = 0, tg = 0, done = 0;
     std::atomic<uint32_t> phase{0};  // bumped on release; threads mode waits on it (futex)
     Site site;
     alignas(64) unsigned char slots[2][kSimdWidth][kSlotBytes];
@@ -98,6 +103,9 @@ class Group {
 
   void release_tg(unsigned me);
   void release_sg(Simd& sg, unsigned me);
+  [[noreturn]] void diverge_sg(ThreadCtx& c, const Site& s);
+  void arrive_sg_fibers(ThreadCtx& c, Simd& sg, const Site& s, Combine combine, unsigned char* slots);
+  St state(unsigned t) const;
   void wait(Lock& lk, unsigned t, std::atomic<uint32_t>& phase);
   [[noreturn]] void diverge(const std::string& what);
   std::string threads_where(St st, const Simd* sg) const;
@@ -109,7 +117,6 @@ class Group {
   unsigned n_ = 0, nsg_ = 0;
   std::mutex mu_;
   std::atomic<bool> aborted_{false};
-  std::vector<TState> th_;
   std::unique_ptr<Simd[]> sgs_;
   unsigned tg_arrived_ = 0, done_ = 0;
   std::atomic<uint32_t> tg_phase_{0};

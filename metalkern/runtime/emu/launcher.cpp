@@ -66,38 +66,50 @@ void barrier_sg(const std::source_location& loc, const char* op) {
   group_of(c).arrive_sg(c, site(loc, op));
 }
 
-Xchg exchange(const void* mine, std::size_t n, const std::source_location& loc, const char* op, Combine combine) {
-  ThreadCtx& c = ctx();
-  return group_of(c).exchange(c, mine, n, site(loc, op), combine);
+namespace {
+// Row-major index of lane l's first element (the second is next to it).
+struct LaneAt {
+  unsigned char at[kSimdWidth];
+};
+constexpr LaneAt make_lane_at() {
+  LaneAt a{};
+  for (unsigned l = 0; l < kSimdWidth; ++l) a.at[l] = (unsigned char)(metal::detail::sg_row(l) * 8 + metal::detail::sg_col(l));
+  return a;
 }
+constexpr LaneAt kLaneAt = make_lane_at();
+typedef float F4 __attribute__((vector_size(16)));
+}  // namespace
 
 void mma_combine_f32(unsigned char* slots, unsigned width) {
   if (width != kSimdWidth) return;  // every lane reports it (see metal::detail::sg_mma)
   // Gather A, B, C (row-major 8x8) from the lanes' slots with Apple's layout.
-  float m[3][64];
+  alignas(16) float m[3][64];
   for (unsigned l = 0; l < kSimdWidth; ++l) {
-    float e[6];
-    std::memcpy(e, slots + l * kSlotBytes, sizeof e);
-    int at = metal::detail::sg_row(l) * 8 + metal::detail::sg_col(l);
-    for (int w = 0; w < 3; ++w) {
-      m[w][at] = e[2 * w];
-      m[w][at + 1] = e[2 * w + 1];
-    }
+    const unsigned char* e = slots + l * kSlotBytes;
+    unsigned at = kLaneAt.at[l];
+    std::memcpy(&m[0][at], e, 8);
+    std::memcpy(&m[1][at], e + 8, 8);
+    std::memcpy(&m[2][at], e + 16, 8);
   }
-  // D(r, c) = C(r, c) + A(r, 0) B(0, c) + ... + A(r, 7) B(7, c), in that order.
-  float d[64];
+  // D(r, c) = C(r, c) + A(r, 0) B(0, c) + ... + A(r, 7) B(7, c), in that
+  // order, one multiply and one add per term (4 columns per vector op).
+  alignas(16) float d[64];
   for (int r = 0; r < 8; ++r) {
-    float acc[8];
-    for (int c = 0; c < 8; ++c) acc[c] = m[2][r * 8 + c];
+    F4 lo, hi;
+    std::memcpy(&lo, &m[2][r * 8], 16);
+    std::memcpy(&hi, &m[2][r * 8 + 4], 16);
     for (int k = 0; k < 8; ++k) {
       float a = m[0][r * 8 + k];
-      for (int c = 0; c < 8; ++c) acc[c] += a * m[1][k * 8 + c];
+      F4 av = {a, a, a, a}, blo, bhi;
+      std::memcpy(&blo, &m[1][k * 8], 16);
+      std::memcpy(&bhi, &m[1][k * 8 + 4], 16);
+      lo += av * blo;
+      hi += av * bhi;
     }
-    for (int c = 0; c < 8; ++c) d[r * 8 + c] = acc[c];
+    std::memcpy(&d[r * 8], &lo, 16);
+    std::memcpy(&d[r * 8 + 4], &hi, 16);
   }
-  for (unsigned l = 0; l < kSimdWidth; ++l)
-    std::memcpy(slots + l * kSlotBytes + 6 * sizeof(float),
-                d + metal::detail::sg_row(l) * 8 + metal::detail::sg_col(l), 2 * sizeof(float));
+  for (unsigned l = 0; l < kSimdWidth; ++l) std::memcpy(slots + l * kSlotBytes + 24, &d[kLaneAt.at[l]], 8);
 }
 
 void* tg_alloc(const TgSite& s, std::size_t size, std::size_t align) { return group_of(ctx()).tg_alloc(s, size, align); }

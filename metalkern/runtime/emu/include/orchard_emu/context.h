@@ -27,6 +27,7 @@ struct ThreadCtx {
   uint threads_per_simdgroup;
   void* group;      // the orchard_emu::Group running this thread
   unsigned xchg;    // simd exchanges done so far (selects the exchange buffer)
+  unsigned char* slot[2];  // this lane's exchange slot in each of the two buffers
 };
 
 // The emulated thread running on this OS thread (fibers switch it).
@@ -68,8 +69,9 @@ using Combine = void (*)(unsigned char* slots, unsigned width);
 
 void barrier_tg(const std::source_location& loc);
 void barrier_sg(const std::source_location& loc, const char* op);
-Xchg exchange(const void* mine, std::size_t n, const std::source_location& loc, const char* op,
-              Combine combine = nullptr);
+// The lane has written its value to c.slot[c.xchg & 1]: waits for the other
+// lanes of its simdgroup at the same call site and returns every slot.
+Xchg exchange_arrive(ThreadCtx& c, const std::source_location& loc, const char* op, Combine combine);
 // simdgroup_multiply(_accumulate) in float: slot of lane l = its elements of
 // A, B, C (6 floats); on return bytes 24..31 of the slot hold its 2 elements
 // of D = A * B + C (same per-element operation order as a per-lane loop).
@@ -80,6 +82,15 @@ void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
 inline ThreadCtx& ctx() {
   if (!tls_ctx) fail("an MSL builtin or barrier was called outside a kernel dispatch");
   return *tls_ctx;
+}
+
+// One simd exchange: the copy into the lane's slot is inlined here (n is a
+// constant at every call site), then one call into the launcher.
+inline Xchg exchange(const void* mine, std::size_t n, const std::source_location& loc, const char* op,
+                     Combine combine = nullptr) {
+  ThreadCtx& c = ctx();
+  __builtin_memcpy(c.slot[c.xchg & 1u], mine, n);
+  return exchange_arrive(c, loc, op, combine);
 }
 
 // Storage for `threadgroup T name[...]`: a slice of the group's 32 KiB arena.
