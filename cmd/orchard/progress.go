@@ -94,6 +94,8 @@ func (p *progress) finishedLine(s checks.StepSummary) string {
 	when := formatDuration(time.Duration(s.DurationMS) * time.Millisecond)
 	if s.Cached {
 		when = "cached"
+	} else if s.Status == checks.Skip && s.DurationMS == 0 {
+		when = "" // never ran
 	}
 	line := fmt.Sprintf("%s %-14s %8s", style.Render(mark), s.Name, when)
 	if s.Detail != "" {
