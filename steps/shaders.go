@@ -102,8 +102,13 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		}
 		cpp, sigs, err := metalkern.GenerateEmu(p, src, filepath.Join(root, "include"))
 		if err != nil {
-			res.Checks = append(res.Checks, diagnosticsCheck("shaders", s.Title(), err.Error(), []string{err.Error()},
-				"fix the kernel signature: every buffer needs [[buffer(n)]], every builtin a known attribute (docs/emu.md)"))
+			c := checks.Check{ID: "shaders", Title: s.Title(), Status: checks.Fail, Evidence: []string{err.Error()},
+				Hint: "follow the emu conventions for kernel signatures and threadgroup memory (docs/emu.md)"}
+			var se *metalkern.SourceError
+			if errors.As(err, &se) {
+				c.File, c.Line = se.File, se.Line
+			}
+			res.Checks = append(res.Checks, c)
 			continue
 		}
 		for _, k := range sigs {
@@ -149,7 +154,7 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		return Result{}, ctx.Err()
 	}
 	failed := 0
-	for i, o := range outs {
+	for _, o := range outs {
 		if o.err == nil {
 			continue
 		}
@@ -160,7 +165,6 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		}
 		res.Checks = append(res.Checks, diagnosticsCheck("shaders", s.Title(), o.out, []string{o.err.Error()},
 			"fix the error at the .metal line above, then rerun 'orchard rebuild'"))
-		_ = i
 	}
 	if failed > 0 {
 		res.Detail = fmt.Sprintf("%d of %d kernel files failed to compile", failed, len(units))

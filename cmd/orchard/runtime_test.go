@@ -311,3 +311,23 @@ func TestMissingBarrierFailsRaceCheckWithMetalLine(t *testing.T) {
 		t.Errorf("kernel did not rerun after a host edit: %+v", s)
 	}
 }
+
+func TestUnbindableKernelParameterFailsShadersWithFileLine(t *testing.T) {
+	var line int
+	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
+		for i, l := range ls {
+			if strings.HasPrefix(l, "[[kernel]] void attn_fwd(") && strings.Contains(l, "q [[buffer(0)]]") {
+				ls[i] = strings.Replace(l, "q [[buffer(0)]]", "q", 1)
+				line = i + 1
+				return ls
+			}
+		}
+		t.Fatal("kernel signature not found in attn_fwd.metal")
+		return ls
+	})
+	r, code, _ := runJSON(t, "rebuild", "--runtime", rt, "--build-dir", t.TempDir())
+	c := reportCheck(r, "shaders")
+	if code != 1 || c.Status != checks.Fail || c.File != filepath.Join(rt, "kernels", "attn_fwd.metal") || c.Line < line || c.Line > line+3 {
+		t.Fatalf("exit %d, shaders %s at %s:%d (signature at line %d): %v", code, c.Status, c.File, c.Line, line, c.Evidence)
+	}
+}
