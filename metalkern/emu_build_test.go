@@ -270,22 +270,6 @@ func (l emuLauncher) mustRun(t *testing.T, r emuRun) emuResult {
 	return res
 }
 
-func emuF32Bytes(x []float32) []byte {
-	b := make([]byte, 4*len(x))
-	for i, v := range x {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-	}
-	return b
-}
-
-func emuF32s(b []byte) []float32 {
-	x := make([]float32, len(b)/4)
-	for i := range x {
-		x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return x
-}
-
 func emuU32s(b []byte) []uint32 {
 	x := make([]uint32, len(b)/4)
 	for i := range x {

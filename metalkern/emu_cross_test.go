@@ -105,7 +105,7 @@ func TestEmuArm64Fibers(t *testing.T) {
 	emuCheckSimdOps(t, l, "fibers")
 	emuCheckSimdOps(t, l, "threads")
 	res := l.run(t, emuRun{kernel: "div_simd", mode: "fibers", grid: [3]int{1, 1, 1}, tg: [3]int{32, 1, 1},
-		in: map[int][]byte{0: emuF32Bytes(make([]float32, 32))}, out: map[int]int{1: 128}})
+		in: map[int][]byte{0: f32Bytes(make([]float32, 32))}, out: map[int]int{1: 128}})
 	want := "kernel 'div_simd', threadgroup (0,0,0): divergent simd_sum in simdgroup 0: lane 16 returned while lanes 0-15 wait at divergent.metal:"
 	if res.err == nil || !strings.Contains(res.stderr, want) {
 		t.Errorf("div_simd on arm64: err %v, stderr %q; want %q", res.err, res.stderr, want)
