@@ -26,6 +26,10 @@ type Build struct {
 	EmuMode string
 	// RunID tags this run's kernel-call log lines.
 	RunID string
+	// RerunFlags are the user's flags that select this build, already
+	// shell-quoted ("--runtime ./rt", "--build-dir /tmp/b", "--backend emu"):
+	// Rerun puts them in every hint's command.
+	RerunFlags []string
 }
 
 // RuntimeRoot is where the runtime sources are on disk: the ejected
