@@ -1,3 +1,8 @@
+// Package metalkern embeds orchard's Metal attention runtime (the .metal
+// kernels, the shared params header, the emu shim, the hosts and CMake files),
+// materialises or ejects it to disk, and is the Go client of its runner
+// process (docs/runtime.md). The emu generator, .npy I/O, the float64
+// reference and the smoke suite are packages of their own below it.
 package metalkern
 
 import (

@@ -17,6 +17,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/orchardkit/orchard/metalkern/npy"
+	"github.com/orchardkit/orchard/metalkern/reference"
 )
 
 // emuBenchRunner returns the full runner (every kernel), built once, or the
@@ -41,16 +44,16 @@ func emuBenchRunner(b *testing.B) string {
 // BenchmarkEmuForward: the runner's `ms` for one forward dispatch, fibers
 // mode, with 1 worker and with the default (one per core).
 //
-//	go test -run '^$' -bench 'EmuForward|ReferenceForward' -benchtime 20x ./metalkern/
+//	go test -run '^$' -bench 'EmuForward|reference.Forward' -benchtime 20x ./metalkern/
 func BenchmarkEmuForward(b *testing.B) {
 	bin := emuBenchRunner(b)
-	s := AttnShape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
+	s := reference.Shape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
 	dir := b.TempDir()
 	rng := rand.New(rand.NewPCG(1, 1))
 	args := []string{"run", "--mode", "fibers", "--out", filepath.Join(dir, "out")}
 	for _, name := range []string{"q", "k", "v"} {
 		p := filepath.Join(dir, name+".npy")
-		if err := WriteNPY(p, &Array{Shape: []int{s.B, s.H, s.Nq, s.D}, DType: Float32, Data: RandNormal(rng, s.QLen())}); err != nil {
+		if err := npy.Write(p, &npy.Array{Shape: []int{s.B, s.H, s.Nq, s.D}, DType: npy.Float32, Data: reference.RandNormal(rng, s.QLen())}); err != nil {
 			b.Fatal(err)
 		}
 		args = append(args, "--"+name, p)

@@ -1,7 +1,7 @@
 package metalkern
 
 // End-to-end tests of the emu backend share one build: the test kernels in
-// testdata/emu/ok go through GenerateEmu, then the real
+// testdata/emu/ok go through emugen.Generate, then the real
 // runtime/CMakeLists.txt builds them with testdata/emu/driver.cpp as the
 // runner's main (orchard-runner-emu, and orchard-runner-emu-tsan when
 // libtsan is installed). The build happens once, on first use, in a
@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/orchardkit/orchard/metalkern/emugen"
 )
 
 var emuTmpRoot string
@@ -116,11 +118,11 @@ func emuGenerateAll(rt, dir, gen string) error {
 		if err != nil {
 			return err
 		}
-		code, _, err := GenerateEmu(f, src, filepath.Join(rt, "include"))
+		code, _, err := emugen.Generate(f, src, filepath.Join(rt, "include"))
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(gen, EmuOutputName(f)), code, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(gen, emugen.OutputName(f)), code, 0o644); err != nil {
 			return err
 		}
 	}

@@ -17,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/orchardkit/orchard/metalkern/emugen"
+	"github.com/orchardkit/orchard/metalkern/npy"
 )
 
 const (
@@ -51,11 +54,11 @@ func TestEmuArm64Fibers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, _, err := GenerateEmu(f, src, filepath.Join(rt, "include"))
+		code, _, err := emugen.Generate(f, src, filepath.Join(rt, "include"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := filepath.Join(gen, EmuOutputName(f))
+		out := filepath.Join(gen, emugen.OutputName(f))
 		if err := os.WriteFile(out, code, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +108,7 @@ func TestEmuArm64Fibers(t *testing.T) {
 	emuCheckSimdOps(t, l, "fibers")
 	emuCheckSimdOps(t, l, "threads")
 	res := l.run(t, emuRun{kernel: "div_simd", mode: "fibers", grid: [3]int{1, 1, 1}, tg: [3]int{32, 1, 1},
-		in: map[int][]byte{0: f32Bytes(make([]float32, 32))}, out: map[int]int{1: 128}})
+		in: map[int][]byte{0: npy.Float32Bytes(make([]float32, 32))}, out: map[int]int{1: 128}})
 	want := "kernel 'div_simd', threadgroup (0,0,0): divergent simd_sum in simdgroup 0: lane 16 returned while lanes 0-15 wait at divergent.metal:"
 	if res.err == nil || !strings.Contains(res.stderr, want) {
 		t.Errorf("div_simd on arm64: err %v, stderr %q; want %q", res.err, res.stderr, want)

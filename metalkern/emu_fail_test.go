@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orchardkit/orchard/metalkern/emugen"
+	"github.com/orchardkit/orchard/metalkern/npy"
 )
 
 func TestEmuDivergence(t *testing.T) {
@@ -31,7 +34,7 @@ func TestEmuDivergence(t *testing.T) {
 			fmt.Sprintf("divergent.metal:%d:", emuSiteLine(t, file, "div_sites_even")),
 			fmt.Sprintf("divergent.metal:%d:", emuSiteLine(t, file, "div_sites_odd"))}},
 	}
-	in := f32Bytes(make([]float32, 64))
+	in := npy.Float32Bytes(make([]float32, 64))
 	for _, c := range cases {
 		for _, mode := range emuModes {
 			run := emuRun{kernel: c.kernel, mode: mode, grid: [3]int{1, 1, 1}, tg: [3]int{64, 1, 1},
@@ -69,9 +72,9 @@ func TestEmuMissingBarrierPoison(t *testing.T) {
 		in[i] = float32(i + 1)
 	}
 	run := emuRun{grid: [3]int{1, 1, 1}, tg: [3]int{n, 1, 1}, mode: "fibers",
-		in: map[int][]byte{0: f32Bytes(in)}, out: map[int]int{1: 4 * n}}
+		in: map[int][]byte{0: npy.Float32Bytes(in)}, out: map[int]int{1: 4 * n}}
 	run.kernel = "race_fixed"
-	good := f32FromBytes(l.mustRun(t, run).out[1])
+	good := npy.Float32sFromBytes(l.mustRun(t, run).out[1])
 	for i := range good {
 		if want := 2 * in[(i+1)%n]; good[i] != want {
 			t.Fatalf("race_fixed out[%d] = %g, want %g", i, good[i], want)
@@ -80,7 +83,7 @@ func TestEmuMissingBarrierPoison(t *testing.T) {
 	// Fibers run thread 0 to its end before thread 1 starts: without the
 	// barrier it reads threadgroup memory nobody wrote, which emu poisons.
 	run.kernel = "race_missing_barrier"
-	bad := f32FromBytes(l.mustRun(t, run).out[1])
+	bad := npy.Float32sFromBytes(l.mustRun(t, run).out[1])
 	if !math.IsNaN(float64(bad[0])) {
 		t.Errorf("race_missing_barrier out[0] = %g, want NaN (poisoned threadgroup memory)", bad[0])
 	}
@@ -89,7 +92,7 @@ func TestEmuMissingBarrierPoison(t *testing.T) {
 func TestEmuTSanReportsMissingBarrier(t *testing.T) {
 	l := emuNative(emuTSan(t))
 	file := filepath.Join("testdata", "emu", "ok", "race.metal")
-	in := f32Bytes(make([]float32, 256))
+	in := npy.Float32Bytes(make([]float32, 256))
 	run := emuRun{grid: [3]int{1, 1, 1}, tg: [3]int{256, 1, 1}, in: map[int][]byte{0: in}, out: map[int]int{1: 1024},
 		env: []string{"TSAN_OPTIONS=halt_on_error=0"}}
 	run.kernel = "race_fixed"
@@ -112,7 +115,7 @@ func TestEmuTSanReportsMissingBarrier(t *testing.T) {
 
 func TestEmuDispatchErrors(t *testing.T) {
 	l := emuNative(emu(t).bin)
-	buf := f32Bytes(make([]float32, 64))
+	buf := npy.Float32Bytes(make([]float32, 64))
 	cases := map[string]struct {
 		run  emuRun
 		want string
@@ -151,11 +154,11 @@ func TestEmuCompileErrorPointsAtMetal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, _, err := GenerateEmu(file, src)
+	code, _, err := emugen.Generate(file, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen := filepath.Join(t.TempDir(), EmuOutputName(file))
+	gen := filepath.Join(t.TempDir(), emugen.OutputName(file))
 	if err := os.WriteFile(gen, code, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +188,7 @@ func TestEmuModeTimes(t *testing.T) {
 	}
 	for _, mode := range emuModes {
 		res := l.mustRun(t, emuRun{kernel: "matmul_f32", mode: mode, grid: [3]int{N / 16, M / 16, 1},
-			tg: [3]int{128, 1, 1}, in: map[int][]byte{0: f32Bytes(a), 1: f32Bytes(a)}, out: map[int]int{2: 4 * M * N},
+			tg: [3]int{128, 1, 1}, in: map[int][]byte{0: npy.Float32Bytes(a), 1: npy.Float32Bytes(a)}, out: map[int]int{2: 4 * M * N},
 			u32: map[int][]int64{3: {M, N, K}}})
 		t.Logf("matmul_f32 %dx%dx%d, 64 threadgroups of 128 threads, %s: %s", M, N, K, mode,
 			strings.TrimSpace(res.stdout))
@@ -213,14 +216,14 @@ func TestEmuWatchdog(t *testing.T) {
 func TestEmuStackOverflow(t *testing.T) {
 	l := emuNative(emu(t).bin)
 	run := emuRun{kernel: "deep_stack", mode: "fibers", grid: [3]int{1, 1, 1}, tg: [3]int{32, 1, 1},
-		in: map[int][]byte{0: f32Bytes([]float32{1, 2, 3, 4})}, out: map[int]int{1: 128}}
+		in: map[int][]byte{0: npy.Float32Bytes([]float32{1, 2, 3, 4})}, out: map[int]int{1: 128}}
 	res := l.run(t, run)
 	want := "orchard emu: stack overflow in kernel 'deep_stack': each emulated thread has a 256 KiB stack"
 	if res.err == nil || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "ORCHARD_EMU_STACK_KB") {
 		t.Fatalf("err %v, stderr %q; want %q", res.err, res.stderr, want)
 	}
 	run.env = []string{"ORCHARD_EMU_STACK_KB=1024"}
-	out := f32FromBytes(l.mustRun(t, run).out[1])
+	out := npy.Float32sFromBytes(l.mustRun(t, run).out[1])
 	if want := float32(4 * 7919); out[1] != want { // in[7919 % 4] * 7919
 		t.Errorf("deep_stack with 1 MiB stacks: out[1] = %g, want %g", out[1], want)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orchardkit/orchard/metalkern/npy"
 )
 
 func emuRand(t *testing.T) *rand.Rand {
@@ -35,9 +37,9 @@ func emuCheckMatmul(t *testing.T, l emuLauncher, mode string, rng *rand.Rand) []
 	}
 	grid := [3]int{(N + 15) / 16, (M + 15) / 16, 1}
 	res := l.mustRun(t, emuRun{kernel: "matmul_f32", mode: mode, grid: grid, tg: [3]int{128, 1, 1},
-		in: map[int][]byte{0: f32Bytes(a), 1: f32Bytes(b)}, out: map[int]int{2: 4 * M * N},
+		in: map[int][]byte{0: npy.Float32Bytes(a), 1: npy.Float32Bytes(b)}, out: map[int]int{2: 4 * M * N},
 		u32: map[int][]int64{3: {M, N, K}}})
-	c := f32FromBytes(res.out[2])
+	c := npy.Float32sFromBytes(res.out[2])
 	for i := 0; i < M; i++ {
 		for j := 0; j < N; j++ {
 			var ref float64
@@ -65,7 +67,7 @@ func emuCheckMatmul(t *testing.T, l emuLauncher, mode string, rng *rand.Rand) []
 	}
 	res16 := l.mustRun(t, emuRun{kernel: "matmul_f16", mode: mode, grid: grid, tg: [3]int{128, 1, 1},
 		in: map[int][]byte{0: ah, 1: bh}, out: map[int]int{2: 4 * M * N}, u32: map[int][]int64{3: {M, N, K}}})
-	c16 := f32FromBytes(res16.out[2])
+	c16 := npy.Float32sFromBytes(res16.out[2])
 	for i := 0; i < M; i++ {
 		for j := 0; j < N; j++ {
 			var ref float64
@@ -105,8 +107,8 @@ func TestEmuSimdgroupMatrix(t *testing.T) {
 	}
 	for _, mode := range emuModes {
 		res := l.mustRun(t, emuRun{kernel: "mm_transpose", mode: mode, grid: [3]int{1, 1, 1}, tg: [3]int{32, 1, 1},
-			in: map[int][]byte{0: f32Bytes(a), 1: f32Bytes(bt)}, out: map[int]int{2: 256, 3: 256}})
-		c, d := f32FromBytes(res.out[2]), f32FromBytes(res.out[3])
+			in: map[int][]byte{0: npy.Float32Bytes(a), 1: npy.Float32Bytes(bt)}, out: map[int]int{2: 256, 3: 256}})
+		c, d := npy.Float32sFromBytes(res.out[2]), npy.Float32sFromBytes(res.out[3])
 		for i := 0; i < 8; i++ {
 			for j := 0; j < 8; j++ {
 				var ref float32
@@ -178,8 +180,8 @@ func emuCheckSimdOps(t *testing.T, l emuLauncher, mode string) {
 		in[i] = float32(rng.Intn(17) - 8)
 	}
 	res := l.mustRun(t, emuRun{kernel: "simd_ops", mode: mode, grid: [3]int{groups, 1, 1}, tg: [3]int{n, 1, 1},
-		in: map[int][]byte{0: f32Bytes(in)}, out: map[int]int{1: 4 * 10 * n * groups, 2: 4 * groups}})
-	got, blocks := f32FromBytes(res.out[1]), f32FromBytes(res.out[2])
+		in: map[int][]byte{0: npy.Float32Bytes(in)}, out: map[int]int{1: 4 * 10 * n * groups, 2: 4 * groups}})
+	got, blocks := npy.Float32sFromBytes(res.out[1]), npy.Float32sFromBytes(res.out[2])
 	names := []string{"simd_sum", "simd_max", "simd_prefix_exclusive_sum", "simd_shuffle", "simd_shuffle_xor",
 		"simd_shuffle_down", "simd_shuffle_up", "simd_broadcast", "simd_prefix_inclusive_sum", "simd_ballot"}
 	for g := 0; g < groups; g++ {
@@ -250,8 +252,8 @@ func TestEmuHalfRounding(t *testing.T) {
 		in[i] = c.in
 	}
 	res := l.mustRun(t, emuRun{kernel: "half_round", grid: [3]int{1, 1, 1}, tg: [3]int{len(in), 1, 1},
-		in: map[int][]byte{0: f32Bytes(in)}, out: map[int]int{1: 4 * len(in), 2: 2 * len(in)}})
-	out, raw := f32FromBytes(res.out[1]), res.out[2]
+		in: map[int][]byte{0: npy.Float32Bytes(in)}, out: map[int]int{1: 4 * len(in), 2: 2 * len(in)}})
+	out, raw := npy.Float32sFromBytes(res.out[1]), res.out[2]
 	for i, c := range cases {
 		if got := uint16(raw[2*i]) | uint16(raw[2*i+1])<<8; got != c.bits {
 			t.Errorf("half(%g) = %#04x, want %#04x", c.in, got, c.bits)
@@ -303,7 +305,7 @@ func TestEmuShimFeatures(t *testing.T) {
 		(7/2%3)*100 + (-7/2%3)*10 + 9/2%3}
 	res := l.mustRun(t, emuRun{kernel: "features", grid: [3]int{1, 1, 1}, tg: [3]int{1, 1, 1},
 		out: map[int]int{0: 4 * len(want)}})
-	for i, got := range f32FromBytes(res.out[0]) {
+	for i, got := range npy.Float32sFromBytes(res.out[0]) {
 		if got != want[i] {
 			t.Errorf("features out[%d] = %g, want %g", i, got, want[i])
 		}

@@ -22,6 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orchardkit/orchard/metalkern/emugen"
+	"github.com/orchardkit/orchard/metalkern/npy"
+	"github.com/orchardkit/orchard/metalkern/reference"
+
 	"github.com/orchardkit/orchard/logs"
 )
 
@@ -83,11 +87,11 @@ func runlogBuildRunner(rt, name string, kernels ...string) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			code, _, err := GenerateEmu(p, src, filepath.Join(rt, "include"))
+			code, _, err := emugen.Generate(p, src, filepath.Join(rt, "include"))
 			if err != nil {
 				return "", err
 			}
-			if err := os.WriteFile(filepath.Join(gen, EmuOutputName(p)), code, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(gen, emugen.OutputName(p)), code, 0o644); err != nil {
 				return "", err
 			}
 		}
@@ -110,8 +114,8 @@ func runlogBuildRunner(rt, name string, kernels ...string) (string, error) {
 
 // runlogCase is one runner invocation's inputs.
 type runlogCase struct {
-	s      AttnShape
-	dt     DType
+	s      reference.Shape
+	dt     npy.DType
 	causal bool
 	bwd    bool
 }
@@ -124,7 +128,7 @@ func (c runlogCase) args(t *testing.T, dir string) []string {
 	qs, ks := []int{c.s.B, c.s.H, c.s.Nq, c.s.D}, []int{c.s.B, c.s.H, c.s.Nk, c.s.D}
 	write := func(name string, shape []int, n int) string {
 		p := filepath.Join(dir, name+".npy")
-		if err := WriteNPY(p, &Array{Shape: shape, DType: c.dt, Data: RandNormal(rng, n)}); err != nil {
+		if err := npy.Write(p, &npy.Array{Shape: shape, DType: c.dt, Data: reference.RandNormal(rng, n)}); err != nil {
 			t.Fatal(err)
 		}
 		return p

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/orchardkit/orchard/metalkern/smoke"
+
 	"github.com/orchardkit/orchard/checks"
 	"github.com/orchardkit/orchard/metalkern"
 )
@@ -34,12 +36,12 @@ func (s *RacesStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	var out strings.Builder
 	onLine := func(l string) { out.WriteString(l + "\n") }
 	r := metalkern.Runner{Path: s.Kernel.Out.TSanRunner}
-	cases := metalkern.RaceSuite()
+	cases := smoke.RaceSuite()
 	c := checks.Check{ID: "races", Title: s.Title(), Status: checks.Pass}
 	for i, k := range cases {
 		sc.Progress(fmt.Sprintf("case %d/%d %s under TSan", i+1, len(cases), k.Name()))
-		res := metalkern.RunSmoke(ctx, execForEnv(sc, onLine, "TSAN_OPTIONS=halt_on_error=1 exitcode=66 second_deadlock_stack=1"),
-			r, filepath.Join(sc.BuildDir, "races"), s.B.Seed, []metalkern.SmokeCase{k}, "threads", nil, nil)
+		res := smoke.Run(ctx, execForEnv(sc, onLine, "TSAN_OPTIONS=halt_on_error=1 exitcode=66 second_deadlock_stack=1"),
+			r, filepath.Join(sc.BuildDir, "races"), s.B.Seed, []smoke.Case{k}, "threads", nil, nil)
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}

@@ -10,8 +10,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/orchardkit/orchard/metalkern/emugen"
+
 	"github.com/orchardkit/orchard/checks"
-	"github.com/orchardkit/orchard/metalkern"
 )
 
 // ShadersOut is the shader step's typed output.
@@ -65,7 +66,7 @@ func (s *ShadersStep) Key(sc *Context) (KeyInputs, error) {
 	}
 	gen := filepath.Join(sc.BuildDir, "gen")
 	for _, f := range files {
-		k.Outputs = append(k.Outputs, filepath.Join(gen, metalkern.EmuOutputName(f)))
+		k.Outputs = append(k.Outputs, filepath.Join(gen, emugen.OutputName(f)))
 	}
 	if s.metal() {
 		k.Outputs = append(k.Outputs, filepath.Join(sc.BuildDir, "metal", "orchard.metallib"))
@@ -100,11 +101,11 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		cpp, sigs, err := metalkern.GenerateEmu(p, src, filepath.Join(root, "include"))
+		cpp, sigs, err := emugen.Generate(p, src, filepath.Join(root, "include"))
 		if err != nil {
 			c := checks.Check{ID: "shaders", Title: s.Title(), Status: checks.Fail, Evidence: []string{err.Error()},
 				Hint: "follow the emu conventions for kernel signatures and threadgroup memory (docs/emu.md)"}
-			var se *metalkern.SourceError
+			var se *emugen.SourceError
 			if errors.As(err, &se) {
 				c.File, c.Line = se.File, se.Line
 			}
@@ -114,7 +115,7 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		for _, k := range sigs {
 			s.Out.Kernels = append(s.Out.Kernels, k.HostName)
 		}
-		out := filepath.Join(gen, metalkern.EmuOutputName(f))
+		out := filepath.Join(gen, emugen.OutputName(f))
 		if err := WriteFileAtomic(out, cpp, 0o644); err != nil {
 			return Result{}, err
 		}

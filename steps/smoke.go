@@ -7,9 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orchardkit/orchard/metalkern/npy"
+	"github.com/orchardkit/orchard/metalkern/reference"
+	"github.com/orchardkit/orchard/metalkern/smoke"
+
 	"github.com/orchardkit/orchard/checks"
 	"github.com/orchardkit/orchard/logs"
-	"github.com/orchardkit/orchard/metalkern"
 )
 
 // SmokeOut is the smoke step's typed output.
@@ -23,7 +26,7 @@ type SmokeOut struct {
 	RunID string `json:"run_id"`
 }
 
-// SmokeStep runs the built-in suite (metalkern.SmokeSuite) through the
+// SmokeStep runs the built-in suite (smoke.Suite) through the
 // runner against the float64 reference and reports two checks: forward
 // (O, L) and backward (dQ, dK, dV), with each case's figures as evidence.
 type SmokeStep struct {
@@ -43,7 +46,7 @@ func (s *SmokeStep) Output() any   { return &s.Out }
 func (s *SmokeStep) Key(sc *Context) (KeyInputs, error) {
 	k := KeyInputs{
 		Version: "1",
-		Config:  map[string]string{"mode": s.B.EmuMode, "cases": fmt.Sprint(len(metalkern.SmokeSuite()))},
+		Config:  map[string]string{"mode": s.B.EmuMode, "cases": fmt.Sprint(len(smoke.Suite()))},
 		Inputs:  []string{s.Kernel.Out.Runner},
 	}
 	if s.Kernel.Out.Metallib != "" {
@@ -56,11 +59,11 @@ func (s *SmokeStep) Key(sc *Context) (KeyInputs, error) {
 }
 
 func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
-	cases := metalkern.SmokeSuite()
+	cases := smoke.Suite()
 	fmt.Fprintf(sc.Log, "seed %d (replay with --seed %d)\n", s.B.Seed, s.B.Seed)
 	start := time.Now()
-	results := metalkern.RunSmoke(ctx, execFor(sc, nil), runnerFor(s.Kernel), filepath.Join(sc.BuildDir, "smoke"),
-		s.B.Seed, cases, s.B.EmuMode, logEnv(sc, s.B.RunID), func(i int, c metalkern.SmokeCase) {
+	results := smoke.Run(ctx, execFor(sc, nil), runnerFor(s.Kernel), filepath.Join(sc.BuildDir, "smoke"),
+		s.B.Seed, cases, s.B.EmuMode, logEnv(sc, s.B.RunID), func(i int, c smoke.Case) {
 			sc.Progress(fmt.Sprintf("case %d/%d %s", i+1, len(cases), c.Name()))
 		})
 	if ctx.Err() != nil {
@@ -70,14 +73,14 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	fwd := checks.Check{ID: "forward", Title: "Forward (O, L) vs float64", Status: checks.Pass}
 	bwd := checks.Check{ID: "backward", Title: "Backward (dQ, dK, dV) vs float64", Status: checks.Pass}
 	criteria := fmt.Sprintf("criteria: ‖out−ref‖/‖ref‖ ≤ %.0e (float32), ≤ %.0e (float16); seed %d",
-		metalkern.Float32RelTol, metalkern.Float16RelTol, s.B.Seed)
+		reference.Float32RelTol, reference.Float16RelTol, s.B.Seed)
 	// The worst case per dtype and half: each dtype has its own criterion.
 	type worst struct {
 		err  float64
 		name string
 	}
-	worstF := map[metalkern.DType]*worst{metalkern.Float32: {}, metalkern.Float16: {}}
-	worstB := map[metalkern.DType]*worst{metalkern.Float32: {}, metalkern.Float16: {}}
+	worstF := map[npy.DType]*worst{npy.Float32: {}, npy.Float16: {}}
+	worstB := map[npy.DType]*worst{npy.Float32: {}, npy.Float16: {}}
 	for _, r := range results {
 		s.Out.FWD += r.Dispatches["fwd"]
 		s.Out.BWD += r.Dispatches["bwd"]
@@ -113,9 +116,9 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		}
 	}
 	// Lead with the summary, so a one-line rendering says the most.
-	summary := func(w map[metalkern.DType]*worst) string {
+	summary := func(w map[npy.DType]*worst) string {
 		return fmt.Sprintf("%d cases; worst f32 %.1e (%s), f16 %.1e (%s)", len(results),
-			w[metalkern.Float32].err, w[metalkern.Float32].name, w[metalkern.Float16].err, w[metalkern.Float16].name)
+			w[npy.Float32].err, w[npy.Float32].name, w[npy.Float16].err, w[npy.Float16].name)
 	}
 	fwd.Evidence = append([]string{summary(worstF), criteria}, fwd.Evidence...)
 	bwd.Evidence = append([]string{summary(worstB), criteria}, bwd.Evidence...)

@@ -3,9 +3,10 @@ package steps
 import (
 	"context"
 	"fmt"
-	"github.com/orchardkit/orchard/checks"
 	"slices"
 	"strings"
+
+	"github.com/orchardkit/orchard/checks"
 )
 
 // ToolchainInfo is the toolchain step's typed output: the tools later steps

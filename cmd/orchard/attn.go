@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/orchardkit/orchard/metalkern/npy"
+	"github.com/orchardkit/orchard/metalkern/reference"
+
 	"github.com/orchardkit/orchard/metalkern"
 	"github.com/orchardkit/orchard/steps"
 	"github.com/spf13/cobra"
@@ -75,13 +78,13 @@ and leaves no partial outputs in DIR.`,
 
 // attnInputs are the validated tensors.
 type attnInputs struct {
-	q, k, v, do *metalkern.Array
-	shape       metalkern.AttnShape
+	q, k, v, do *npy.Array
+	shape       reference.Shape
 }
 
 func loadAttnInputs(opts *AttnOptions) (*attnInputs, error) {
-	read := func(flag, path string) (*metalkern.Array, error) {
-		a, err := metalkern.ReadNPY(path)
+	read := func(flag, path string) (*npy.Array, error) {
+		a, err := npy.Read(path)
 		if err != nil {
 			return nil, usageErrorf("%s: %v", flag, err)
 		}
@@ -89,7 +92,7 @@ func loadAttnInputs(opts *AttnOptions) (*attnInputs, error) {
 			return nil, usageErrorf("%s %s: shape %v has %d dimensions; want 4: [B,H,N,D]", flag, path, a.Shape, len(a.Shape))
 		}
 		if !opts.AllowNonFinite {
-			if i, bad := metalkern.HasNonFinite(a.Data); bad {
+			if i, bad := reference.HasNonFinite(a.Data); bad {
 				return nil, usageErrorf("%s %s: element %d is %v; pass --allow-nonfinite to accept non-finite values", flag, path, i, a.Data[i])
 			}
 		}
@@ -112,7 +115,7 @@ func loadAttnInputs(opts *AttnOptions) (*attnInputs, error) {
 		}
 	}
 	q, k, v := in.q.Shape, in.k.Shape, in.v.Shape
-	in.shape = metalkern.AttnShape{B: q[0], H: q[1], Nq: q[2], Nk: k[2], D: q[3]}
+	in.shape = reference.Shape{B: q[0], H: q[1], Nq: q[2], Nk: k[2], D: q[3]}
 	switch {
 	case in.shape.D < 1 || in.shape.D > 256:
 		return nil, usageErrorf("--q %s: head dim D=%d; the kernels support 1..256", opts.Q, in.shape.D)
@@ -197,28 +200,28 @@ func attnReference(in *attnInputs, opts *AttnOptions, dir string) error {
 	s := in.shape
 	scale := opts.Scale
 	if scale == 0 {
-		scale = metalkern.DefaultScale(s.D)
+		scale = reference.DefaultScale(s.D)
 	}
-	q, k, v := metalkern.Float64s(in.q.Data), metalkern.Float64s(in.k.Data), metalkern.Float64s(in.v.Data)
-	o, lse := metalkern.ReferenceForward(q, k, v, s, opts.Causal, scale)
+	q, k, v := reference.Float64s(in.q.Data), reference.Float64s(in.k.Data), reference.Float64s(in.v.Data)
+	o, lse := reference.Forward(q, k, v, s, opts.Causal, scale)
 	dt := in.q.DType
-	write := func(name string, shape []int, dt metalkern.DType, x []float64) error {
+	write := func(name string, shape []int, dt npy.DType, x []float64) error {
 		data := make([]float32, len(x))
 		for i, e := range x {
 			data[i] = float32(e)
 		}
-		return metalkern.WriteNPY(filepath.Join(dir, name), &metalkern.Array{Shape: shape, DType: dt, Data: data})
+		return npy.Write(filepath.Join(dir, name), &npy.Array{Shape: shape, DType: dt, Data: data})
 	}
 	if err := write("o.npy", in.q.Shape, dt, o); err != nil {
 		return err
 	}
-	if err := write("lse.npy", []int{s.B, s.H, s.Nq}, metalkern.Float32, lse); err != nil {
+	if err := write("lse.npy", []int{s.B, s.H, s.Nq}, npy.Float32, lse); err != nil {
 		return err
 	}
 	if in.do == nil {
 		return nil
 	}
-	dq, dk, dv := metalkern.ReferenceBackward(q, k, v, o, lse, metalkern.Float64s(in.do.Data), s, opts.Causal, scale)
+	dq, dk, dv := reference.Backward(q, k, v, o, lse, reference.Float64s(in.do.Data), s, opts.Causal, scale)
 	for _, x := range []struct {
 		n     string
 		shape []int

@@ -9,8 +9,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/orchardkit/orchard/metalkern/npy"
+	"github.com/orchardkit/orchard/metalkern/reference"
+
 	"github.com/orchardkit/orchard/checks"
-	"github.com/orchardkit/orchard/metalkern"
 )
 
 var (
@@ -44,29 +46,29 @@ func sharedBuild(t *testing.T) string {
 	return sharedDir
 }
 
-func writeArray(t *testing.T, path string, shape []int, dt metalkern.DType, rng *rand.Rand) *metalkern.Array {
+func writeArray(t *testing.T, path string, shape []int, dt npy.DType, rng *rand.Rand) *npy.Array {
 	t.Helper()
 	n := 1
 	for _, d := range shape {
 		n *= d
 	}
-	a := &metalkern.Array{Shape: shape, DType: dt, Data: metalkern.RandNormal(rng, n)}
-	if dt == metalkern.Float16 {
+	a := &npy.Array{Shape: shape, DType: dt, Data: reference.RandNormal(rng, n)}
+	if dt == npy.Float16 {
 		for i, v := range a.Data {
-			a.Data[i] = metalkern.RoundToFloat16(v)
+			a.Data[i] = npy.RoundToFloat16(v)
 		}
 	}
-	if err := metalkern.WriteNPY(path, a); err != nil {
+	if err := npy.Write(path, a); err != nil {
 		t.Fatal(err)
 	}
 	return a
 }
 
 // attnFixture writes q, k, v, do of the given shape into a temp dir.
-func attnFixture(t *testing.T, b, h, nq, nk, d int, dt metalkern.DType) (dir string, arrs map[string]*metalkern.Array) {
+func attnFixture(t *testing.T, b, h, nq, nk, d int, dt npy.DType) (dir string, arrs map[string]*npy.Array) {
 	dir = t.TempDir()
 	rng := rand.New(rand.NewPCG(7, 11))
-	arrs = map[string]*metalkern.Array{
+	arrs = map[string]*npy.Array{
 		"q":  writeArray(t, filepath.Join(dir, "q.npy"), []int{b, h, nq, d}, dt, rng),
 		"k":  writeArray(t, filepath.Join(dir, "k.npy"), []int{b, h, nk, d}, dt, rng),
 		"v":  writeArray(t, filepath.Join(dir, "v.npy"), []int{b, h, nk, d}, dt, rng),
@@ -76,22 +78,22 @@ func attnFixture(t *testing.T, b, h, nq, nk, d int, dt metalkern.DType) (dir str
 }
 
 func TestAttnBadInputIsExit2AndLeavesNothing(t *testing.T) {
-	dir, _ := attnFixture(t, 1, 2, 5, 7, 3, metalkern.Float32)
+	dir, _ := attnFixture(t, 1, 2, 5, 7, 3, npy.Float32)
 	p := func(n string) string { return filepath.Join(dir, n) }
 	rng := rand.New(rand.NewPCG(1, 2))
-	writeArray(t, p("k_wrong_d.npy"), []int{1, 2, 7, 4}, metalkern.Float32, rng)
-	writeArray(t, p("v_wrong_n.npy"), []int{1, 2, 6, 3}, metalkern.Float32, rng)
-	writeArray(t, p("k_half.npy"), []int{1, 2, 7, 3}, metalkern.Float16, rng)
-	writeArray(t, p("q3d.npy"), []int{2, 5, 3}, metalkern.Float32, rng)
-	writeArray(t, p("q_d300.npy"), []int{1, 1, 2, 300}, metalkern.Float32, rng)
-	writeArray(t, p("k_d300.npy"), []int{1, 1, 2, 300}, metalkern.Float32, rng)
-	writeArray(t, p("do_wrong.npy"), []int{1, 2, 7, 3}, metalkern.Float32, rng)
-	nan := &metalkern.Array{Shape: []int{1, 2, 5, 3}, DType: metalkern.Float32, Data: make([]float32, 30)}
+	writeArray(t, p("k_wrong_d.npy"), []int{1, 2, 7, 4}, npy.Float32, rng)
+	writeArray(t, p("v_wrong_n.npy"), []int{1, 2, 6, 3}, npy.Float32, rng)
+	writeArray(t, p("k_half.npy"), []int{1, 2, 7, 3}, npy.Float16, rng)
+	writeArray(t, p("q3d.npy"), []int{2, 5, 3}, npy.Float32, rng)
+	writeArray(t, p("q_d300.npy"), []int{1, 1, 2, 300}, npy.Float32, rng)
+	writeArray(t, p("k_d300.npy"), []int{1, 1, 2, 300}, npy.Float32, rng)
+	writeArray(t, p("do_wrong.npy"), []int{1, 2, 7, 3}, npy.Float32, rng)
+	nan := &npy.Array{Shape: []int{1, 2, 5, 3}, DType: npy.Float32, Data: make([]float32, 30)}
 	for i := range nan.Data {
 		nan.Data[i] = 1
 	}
 	nan.Data[17] = float32(math.NaN())
-	metalkern.WriteNPY(p("q_nan.npy"), nan)
+	npy.Write(p("q_nan.npy"), nan)
 	os.WriteFile(p("garbage.npy"), []byte("not an array"), 0o644)
 
 	out := filepath.Join(dir, "out")
@@ -130,26 +132,26 @@ func TestAttnBadInputIsExit2AndLeavesNothing(t *testing.T) {
 }
 
 func TestAttnReferenceBackend(t *testing.T) {
-	dir, in := attnFixture(t, 1, 2, 6, 9, 5, metalkern.Float32)
+	dir, in := attnFixture(t, 1, 2, 6, 9, 5, npy.Float32)
 	out := filepath.Join(dir, "out")
 	code, _, stderr := runCLI(t, nil, "attn", "--backend", "reference", "--causal", "--out", out,
 		"--q", filepath.Join(dir, "q.npy"), "--k", filepath.Join(dir, "k.npy"), "--v", filepath.Join(dir, "v.npy"), "--do", filepath.Join(dir, "do.npy"))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	s := metalkern.AttnShape{B: 1, H: 2, Nq: 6, Nk: 9, D: 5}
-	q, k, v := metalkern.Float64s(in["q"].Data), metalkern.Float64s(in["k"].Data), metalkern.Float64s(in["v"].Data)
-	o, lse := metalkern.ReferenceForward(q, k, v, s, true, metalkern.DefaultScale(5))
+	s := reference.Shape{B: 1, H: 2, Nq: 6, Nk: 9, D: 5}
+	q, k, v := reference.Float64s(in["q"].Data), reference.Float64s(in["k"].Data), reference.Float64s(in["v"].Data)
+	o, lse := reference.Forward(q, k, v, s, true, reference.DefaultScale(5))
 	for name, ref := range map[string][]float64{"o.npy": o, "lse.npy": lse} {
-		a, err := metalkern.ReadNPY(filepath.Join(out, name))
+		a, err := npy.Read(filepath.Join(out, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := metalkern.RelErr(a.Data, ref); e > 1e-6 {
+		if e := reference.RelErr(a.Data, ref); e > 1e-6 {
 			t.Errorf("%s: rel err %g", name, e)
 		}
 	}
-	if a, err := metalkern.ReadNPY(filepath.Join(out, "lse.npy")); err != nil || len(a.Shape) != 3 || a.DType != metalkern.Float32 {
+	if a, err := npy.Read(filepath.Join(out, "lse.npy")); err != nil || len(a.Shape) != 3 || a.DType != npy.Float32 {
 		t.Errorf("lse.npy: %+v %v", a, err)
 	}
 	for _, n := range []string{"dq.npy", "dk.npy", "dv.npy"} {
@@ -161,7 +163,7 @@ func TestAttnReferenceBackend(t *testing.T) {
 
 func TestAttnOnEmuMatchesReference(t *testing.T) {
 	build := sharedBuild(t)
-	for _, dt := range []metalkern.DType{metalkern.Float32, metalkern.Float16} {
+	for _, dt := range []npy.DType{npy.Float32, npy.Float16} {
 		dir, in := attnFixture(t, 2, 1, 33, 20, 24, dt)
 		out := filepath.Join(dir, "out")
 		code, _, stderr := runCLI(t, nil, "attn", "--build-dir", build, "--out", out,
@@ -169,24 +171,24 @@ func TestAttnOnEmuMatchesReference(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", dt, code, stderr)
 		}
-		s := metalkern.AttnShape{B: 2, H: 1, Nq: 33, Nk: 20, D: 24}
-		q, k, v := metalkern.Float64s(in["q"].Data), metalkern.Float64s(in["k"].Data), metalkern.Float64s(in["v"].Data)
-		o, lse := metalkern.ReferenceForward(q, k, v, s, false, metalkern.DefaultScale(24))
-		dq, dk, dv := metalkern.ReferenceBackward(q, k, v, o, lse, metalkern.Float64s(in["do"].Data), s, false, metalkern.DefaultScale(24))
-		tol, _ := metalkern.ToleranceFor(dt)
+		s := reference.Shape{B: 2, H: 1, Nq: 33, Nk: 20, D: 24}
+		q, k, v := reference.Float64s(in["q"].Data), reference.Float64s(in["k"].Data), reference.Float64s(in["v"].Data)
+		o, lse := reference.Forward(q, k, v, s, false, reference.DefaultScale(24))
+		dq, dk, dv := reference.Backward(q, k, v, o, lse, reference.Float64s(in["do"].Data), s, false, reference.DefaultScale(24))
+		tol, _ := reference.ToleranceFor(dt)
 		for name, ref := range map[string][]float64{"o": o, "lse": lse, "dq": dq, "dk": dk, "dv": dv} {
-			a, err := metalkern.ReadNPY(filepath.Join(out, name+".npy"))
+			a, err := npy.Read(filepath.Join(out, name+".npy"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			wantDT := dt
 			if name == "lse" {
-				wantDT = metalkern.Float32
+				wantDT = npy.Float32
 			}
 			if a.DType != wantDT {
 				t.Errorf("%s %s: dtype %s", dt, name, a.DType)
 			}
-			if e := metalkern.RelErr(a.Data, ref); !(e <= tol.MaxRelErr) {
+			if e := reference.RelErr(a.Data, ref); !(e <= tol.MaxRelErr) {
 				t.Errorf("%s %s: rel err %g > %g", dt, name, e, tol.MaxRelErr)
 			}
 		}

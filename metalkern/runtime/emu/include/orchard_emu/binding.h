@@ -1,5 +1,5 @@
 // orchard_emu/binding.h — what the generated trampolines and registry
-// entries (metalkern.GenerateEmu) are written against: a dispatch's buffer
+// entries (emugen.Generate) are written against: a dispatch's buffer
 // slots, argument adapters that convert to whatever the kernel parameter's
 // type is, and the kernel registry.
 #pragma once

@@ -1,4 +1,4 @@
-package metalkern
+package emugen
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 	"testing"
 )
 
-var updateEmu = flag.Bool("update-emu", false, "rewrite testdata/emu/golden files")
+var updateEmu = flag.Bool("update-emu", false, "rewrite testdata/golden files")
 
 const sigSrc = `#include <metal_stdlib>
 using namespace metal;
@@ -30,7 +30,7 @@ kernel void plain(device float* out [[buffer(0)]], uint i [[thread_position_in_g
 `
 
 func TestKernelSignatures(t *testing.T) {
-	_, sigs, err := GenerateEmu("/k/a.metal", []byte(sigSrc))
+	_, sigs, err := Generate("/k/a.metal", []byte(sigSrc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestKernelSignatureErrors(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, _, err := GenerateEmu("/k/e.metal", []byte(head+tc.src))
+			_, _, err := Generate("/k/e.metal", []byte(head+tc.src))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v\nwant it to contain %q", err, tc.want)
 			}
@@ -124,17 +124,17 @@ func TestKernelSignatureErrors(t *testing.T) {
 }
 
 // The generated file for a small kernel set, compared with a golden copy
-// (go test ./metalkern -run TestGenerateEmuGolden -update-emu rewrites it).
+// (go test ./metalkern/emugen -run TestGenerateEmuGolden -update-emu rewrites it).
 func TestGenerateEmuGolden(t *testing.T) {
 	src := strings.ReplaceAll(sigSrc, "[[kernel]] void attn(", "[[kernel]] void attn(\n                     ")
 	src += "void helper(threadgroup float* t) { threadgroup_barrier(mem_flags::mem_threadgroup); }\n" +
 		"kernel void tg(device float* out [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {\n" +
 		"  threadgroup float buf[64];\n  buf[i] = 1;\n  helper(buf);\n  out[i] = buf[63 - i];\n}\n"
-	code, _, err := GenerateEmu("/k/golden.metal", []byte(src))
+	code, _, err := Generate("/k/golden.metal", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "emu", "golden", "golden.emu.cpp")
+	golden := filepath.Join("testdata", "golden", "golden.emu.cpp")
 	if *updateEmu {
 		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
 			t.Fatal(err)
@@ -160,8 +160,8 @@ func TestGenerateEmuGolden(t *testing.T) {
 }
 
 func TestEmuOutputName(t *testing.T) {
-	if got := EmuOutputName("/a/b/attn_fwd.metal"); got != "attn_fwd.emu.cpp" {
-		t.Errorf("EmuOutputName = %q", got)
+	if got := OutputName("/a/b/attn_fwd.metal"); got != "attn_fwd.emu.cpp" {
+		t.Errorf("OutputName = %q", got)
 	}
 }
 
@@ -180,7 +180,7 @@ func TestGenerateEmuRuntimeKernels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, sigs, err := GenerateEmu(abs, src, filepath.Join("runtime", "include"))
+		code, sigs, err := Generate(abs, src, filepath.Join("runtime", "include"))
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
@@ -191,7 +191,7 @@ func TestGenerateEmuRuntimeKernels(t *testing.T) {
 		if gxxErr != nil {
 			continue
 		}
-		gen := filepath.Join(t.TempDir(), EmuOutputName(abs))
+		gen := filepath.Join(t.TempDir(), OutputName(abs))
 		if err := os.WriteFile(gen, code, 0o644); err != nil {
 			t.Fatal(err)
 		}

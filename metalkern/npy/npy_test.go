@@ -1,4 +1,4 @@
-package metalkern
+package npy
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 
 func randomArray(rng *rand.Rand, dt DType, shape ...int) *Array {
 	n, _ := shapeElems(shape)
-	return &Array{Shape: shape, DType: dt, Data: RandNormal(rng, n)}
+	return &Array{Shape: shape, DType: dt, Data: randValues(rng, n)}
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -25,14 +25,14 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		for _, shape := range shapes {
 			a := randomArray(rng, dt, shape...)
 			var buf bytes.Buffer
-			if err := EncodeNPY(&buf, a); err != nil {
+			if err := Encode(&buf, a); err != nil {
 				t.Fatal(err)
 			}
 			if buf.Len() < 64 || (buf.Len()-len(a.Data)*dt.Size())%64 != 0 {
 				t.Fatalf("%s %v: header is not padded to 64 bytes (file is %d bytes)", dt, shape, buf.Len())
 			}
 			// One byte at a time, to exercise short reads.
-			got, err := DecodeNPY(iotest.OneByteReader(bytes.NewReader(buf.Bytes())), "mem")
+			got, err := Decode(iotest.OneByteReader(bytes.NewReader(buf.Bytes())), "mem")
 			if err != nil {
 				t.Fatalf("%s %v: %v", dt, shape, err)
 			}
@@ -51,7 +51,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 func TestEncodeFloat16Rounds(t *testing.T) {
 	a := &Array{Shape: []int{4}, DType: Float16, Data: []float32{1 + 0x1p-11, 1 + 0x3p-11, 70000, 0x1p-25}}
 	var buf bytes.Buffer
-	if err := EncodeNPY(&buf, a); err != nil {
+	if err := Encode(&buf, a); err != nil {
 		t.Fatal(err)
 	}
 	data := buf.Bytes()[buf.Len()-8:]
@@ -68,13 +68,13 @@ func TestEncodeLargeHeaderUsesVersion2(t *testing.T) {
 	}
 	a := &Array{Shape: shape, DType: Float32, Data: []float32{42}}
 	var buf bytes.Buffer
-	if err := EncodeNPY(&buf, a); err != nil {
+	if err := Encode(&buf, a); err != nil {
 		t.Fatal(err)
 	}
 	if v := buf.Bytes()[6]; v != 2 {
 		t.Fatalf("format version %d, want 2", v)
 	}
-	got, err := DecodeNPY(&buf, "mem")
+	got, err := Decode(&buf, "mem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,24 +94,24 @@ func TestEncodeRejectsBadArrays(t *testing.T) {
 		{&Array{Shape: []int{-1}, DType: Float32}, "invalid shape [-1]"},
 		{&Array{Shape: nil, DType: Float32, Data: nil}, "array has 0 values, shape [] needs 1"},
 	} {
-		err := EncodeNPY(io.Discard, c.a)
+		err := Encode(io.Discard, c.a)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("EncodeNPY(%+v) = %v, want %q", c.a, err, c.want)
+			t.Errorf("Encode(%+v) = %v, want %q", c.a, err, c.want)
 		}
 	}
 }
 
 func TestDecodeReaderErrors(t *testing.T) {
 	boom := errors.New("disk on fire")
-	if _, err := DecodeNPY(iotest.ErrReader(boom), "x.npy"); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+	if _, err := Decode(iotest.ErrReader(boom), "x.npy"); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Errorf("header read error: %v", err)
 	}
 	var buf bytes.Buffer
-	if err := EncodeNPY(&buf, &Array{Shape: []int{8}, DType: Float32, Data: make([]float32, 8)}); err != nil {
+	if err := Encode(&buf, &Array{Shape: []int{8}, DType: Float32, Data: make([]float32, 8)}); err != nil {
 		t.Fatal(err)
 	}
 	r := io.MultiReader(bytes.NewReader(buf.Bytes()[:buf.Len()-5]), iotest.ErrReader(boom))
-	_, err := DecodeNPY(r, "x.npy")
+	_, err := Decode(r, "x.npy")
 	if err == nil || !strings.Contains(err.Error(), "x.npy: reading data: disk on fire") {
 		t.Errorf("data read error: %v", err)
 	}
@@ -121,14 +121,14 @@ func TestWriteNPYAtomic(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "q.npy")
 	a := &Array{Shape: []int{2, 2}, DType: Float32, Data: []float32{1, 2, 3, 4}}
-	if err := WriteNPY(path, a); err != nil {
+	if err := Write(path, a); err != nil {
 		t.Fatal(err)
 	}
 	b := &Array{Shape: []int{3}, DType: Float16, Data: []float32{-1, 0.5, 8}}
-	if err := WriteNPY(path, b); err != nil { // replaces the first file
+	if err := Write(path, b); err != nil { // replaces the first file
 		t.Fatal(err)
 	}
-	got, err := ReadNPY(path)
+	got, err := Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,10 +143,10 @@ func TestWriteNPYAtomic(t *testing.T) {
 
 	// A failing write leaves the old file alone and no temporary behind.
 	bad := &Array{Shape: []int{5}, DType: Float32, Data: []float32{1}}
-	if err := WriteNPY(path, bad); err == nil || !strings.HasPrefix(err.Error(), path+": ") {
-		t.Fatalf("WriteNPY(bad) = %v, want an error naming %s", err, path)
+	if err := Write(path, bad); err == nil || !strings.HasPrefix(err.Error(), path+": ") {
+		t.Fatalf("Write(bad) = %v, want an error naming %s", err, path)
 	}
-	got, err = ReadNPY(path)
+	got, err = Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,16 +163,16 @@ func TestWriteNPYAtomic(t *testing.T) {
 		t.Fatalf("directory holds %v, want only q.npy", names)
 	}
 
-	if err := WriteNPY(filepath.Join(dir, "missing", "x.npy"), a); err == nil {
-		t.Fatal("WriteNPY into a missing directory succeeded")
+	if err := Write(filepath.Join(dir, "missing", "x.npy"), a); err == nil {
+		t.Fatal("Write into a missing directory succeeded")
 	}
 }
 
 func TestReadNPYMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "absent.npy")
-	_, err := ReadNPY(path)
+	_, err := Read(path)
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), path) {
-		t.Fatalf("ReadNPY(missing) = %v", err)
+		t.Fatalf("Read(missing) = %v", err)
 	}
 }
 
@@ -214,10 +214,10 @@ func TestDecodeFloat32BitExact(t *testing.T) {
 		math.Float32frombits(0xffc00000), float32(math.Inf(-1)), math.SmallestNonzeroFloat32, -math.MaxFloat32}
 	a := &Array{Shape: []int{len(vals)}, DType: Float32, Data: vals}
 	var buf bytes.Buffer
-	if err := EncodeNPY(&buf, a); err != nil {
+	if err := Encode(&buf, a); err != nil {
 		t.Fatal(err)
 	}
-	got, err := DecodeNPY(&buf, "mem")
+	got, err := Decode(&buf, "mem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,4 +226,14 @@ func TestDecodeFloat32BitExact(t *testing.T) {
 			t.Errorf("element %d: %#08x, want %#08x", i, math.Float32bits(got.Data[i]), math.Float32bits(vals[i]))
 		}
 	}
+}
+
+// randValues returns n normal values (like reference.RandNormal, which this
+// package cannot import: reference depends on npy).
+func randValues(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
 }

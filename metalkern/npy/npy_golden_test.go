@@ -1,4 +1,4 @@
-package metalkern
+package npy
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/npy from the han
 
 // npyBytes assembles a .npy file by hand: magic, version, header length,
 // the header dict padded with spaces and a newline to a multiple of 64
-// bytes, then the raw data. It shares no code with EncodeNPY.
+// bytes, then the raw data. It shares no code with Encode.
 func npyBytes(major byte, dict string, data ...[]byte) []byte {
 	prefix := 10
 	if major >= 2 {
@@ -76,7 +76,7 @@ type goldenCase struct {
 	bytes     []byte
 	want      *Array // nil for files that must be rejected
 	wantErr   string // substring of the error
-	canonical bool   // EncodeNPY(want) must reproduce bytes exactly
+	canonical bool   // Encode(want) must reproduce bytes exactly
 }
 
 func goldenCases() []goldenCase {
@@ -153,7 +153,7 @@ func goldenCases() []goldenCase {
 }
 
 func TestGoldenNPYFiles(t *testing.T) {
-	dir := filepath.Join("testdata", "npy")
+	dir := filepath.Join("testdata")
 	if *updateGolden {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -174,10 +174,10 @@ func TestGoldenNPYFiles(t *testing.T) {
 			if !bytes.Equal(onDisk, c.bytes) {
 				t.Fatalf("%s differs from the hand-built bytes (run with -update after checking why)", path)
 			}
-			got, err := ReadNPY(path)
+			got, err := Read(path)
 			if c.want == nil {
 				if err == nil {
-					t.Fatalf("ReadNPY accepted %s: %+v", path, got)
+					t.Fatalf("Read accepted %s: %+v", path, got)
 				}
 				if !strings.HasPrefix(err.Error(), path+": ") || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("error %q, want %q prefixed by the path", err, c.wantErr)
@@ -190,11 +190,11 @@ func TestGoldenNPYFiles(t *testing.T) {
 			assertArrayEqual(t, got, c.want)
 			if c.canonical {
 				var buf bytes.Buffer
-				if err := EncodeNPY(&buf, c.want); err != nil {
+				if err := Encode(&buf, c.want); err != nil {
 					t.Fatal(err)
 				}
 				if !bytes.Equal(buf.Bytes(), c.bytes) {
-					t.Errorf("EncodeNPY:\n got %q\nwant %q", buf.Bytes(), c.bytes)
+					t.Errorf("Encode:\n got %q\nwant %q", buf.Bytes(), c.bytes)
 				}
 			}
 		})

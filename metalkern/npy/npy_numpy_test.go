@@ -1,4 +1,4 @@
-package metalkern
+package npy
 
 import (
 	"bytes"
@@ -110,7 +110,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 	}
 	var names []string
 	for name, a := range goArrays {
-		if err := WriteNPY(filepath.Join(dir, name), a); err != nil {
+		if err := Write(filepath.Join(dir, name), a); err != nil {
 			t.Fatal(err)
 		}
 		names = append(names, name)
@@ -119,7 +119,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 	var goldenPaths []string
 	for _, c := range goldenCases() {
 		if c.want != nil {
-			abs, err := filepath.Abs(filepath.Join("testdata", "npy", c.file))
+			abs, err := filepath.Abs(filepath.Join("testdata", c.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,7 +132,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	samples := float16Samples(rng)
-	if err := os.WriteFile(filepath.Join(dir, "f32_samples.raw"), f32Bytes(samples), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "f32_samples.raw"), Float32Bytes(samples), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -158,7 +158,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 			ours, _ := os.ReadFile(filepath.Join(dir, name))
 			theirs, _ := os.ReadFile(filepath.Join(dir, "resaved_"+name))
 			if !bytes.Equal(ours, theirs) {
-				t.Errorf("%s: numpy.save of the loaded array differs from EncodeNPY's bytes:\n ours %q\n numpy %q",
+				t.Errorf("%s: numpy.save of the loaded array differs from Encode's bytes:\n ours %q\n numpy %q",
 					name, head(ours), head(theirs))
 			}
 		}
@@ -170,7 +170,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := f32FromBytes(raw)
+			got := Float32sFromBytes(raw)
 			for j := range got {
 				if j >= len(c.want.Data) || math.Float32bits(got[j]) != math.Float32bits(c.want.Data[j]) &&
 					!(math.IsNaN(float64(got[j])) && math.IsNaN(float64(c.want.Data[j]))) {
@@ -186,7 +186,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 	t.Run("Go reads numpy files", func(t *testing.T) {
 		for _, name := range []string{"py_f4.npy", "py_f2.npy", "py_f2_rand.npy", "py_v2.npy", "py_v3.npy",
 			"py_scalar.npy", "py_empty.npy", "py_strided.npy"} {
-			a, err := ReadNPY(filepath.Join(dir, name))
+			a, err := Read(filepath.Join(dir, name))
 			if err != nil {
 				t.Errorf("%s: %v", name, err)
 				continue
@@ -195,7 +195,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := f32FromBytes(raw)
+			want := Float32sFromBytes(raw)
 			if len(want) != len(a.Data) {
 				t.Errorf("%s: %d values, numpy has %d", name, len(a.Data), len(want))
 				continue
@@ -216,7 +216,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 			"py_obj.npy":        "object arrays are not supported",
 			"py_struct.npy":     "structured or sub-array dtype",
 		} {
-			_, err := ReadNPY(filepath.Join(dir, name))
+			_, err := Read(filepath.Join(dir, name))
 			if err == nil || !strings.Contains(err.Error(), wantErr) {
 				t.Errorf("%s: error %v, want %q", name, err, wantErr)
 			}
@@ -228,7 +228,7 @@ func TestNumpyCrossCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := f32FromBytes(raw)
+		want := Float32sFromBytes(raw)
 		for h := range want {
 			got := Float16ToFloat32(uint16(h))
 			if math.Float32bits(got) != math.Float32bits(want[h]) &&
@@ -279,22 +279,6 @@ func float16Samples(rng *rand.Rand) []float32 {
 		s = append(s, math.Float32frombits(rng.Uint32()))
 	}
 	return s
-}
-
-func f32Bytes(x []float32) []byte {
-	b := make([]byte, 4*len(x))
-	for i, v := range x {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-	}
-	return b
-}
-
-func f32FromBytes(b []byte) []float32 {
-	x := make([]float32, len(b)/4)
-	for i := range x {
-		x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return x
 }
 
 func readJSON(t *testing.T, path string, v any) {

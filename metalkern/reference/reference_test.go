@@ -1,4 +1,4 @@
-package metalkern
+package reference
 
 import (
 	"math"
@@ -11,7 +11,7 @@ type attnInputs struct {
 	q, k, v, dout []float64
 }
 
-func newInputs(rng *rand.Rand, s AttnShape) attnInputs {
+func newInputs(rng *rand.Rand, s Shape) attnInputs {
 	return attnInputs{
 		q:    Float64s(RandNormal(rng, s.QLen())),
 		k:    Float64s(RandNormal(rng, s.KVLen())),
@@ -23,7 +23,7 @@ func newInputs(rng *rand.Rand, s AttnShape) attnInputs {
 // naiveForward builds the full masked score matrix and applies the softmax
 // definition directly: exp(S) / sum exp(S), without max subtraction. Query i
 // sees keys j <= i+shift when causal.
-func naiveForward(q, k, v []float64, s AttnShape, causal bool, shift int, scale float64) (o, lse []float64) {
+func naiveForward(q, k, v []float64, s Shape, causal bool, shift int, scale float64) (o, lse []float64) {
 	o = make([]float64, s.QLen())
 	lse = make([]float64, s.Rows())
 	for bh := range s.B * s.H {
@@ -64,7 +64,7 @@ func relDiff(a, b []float64) float64 {
 	return math.Sqrt(num / den)
 }
 
-var testShapes = []AttnShape{
+var testShapes = []Shape{
 	{1, 1, 1, 1, 1},
 	{1, 1, 4, 4, 3},
 	{2, 3, 5, 5, 8},
@@ -79,7 +79,7 @@ func TestReferenceForwardMatchesNaive(t *testing.T) {
 		for _, causal := range []bool{false, true} {
 			in := newInputs(rng, s)
 			scale := DefaultScale(s.D)
-			o, lse := ReferenceForward(in.q, in.k, in.v, s, causal, scale)
+			o, lse := Forward(in.q, in.k, in.v, s, causal, scale)
 			wo, wl := naiveForward(in.q, in.k, in.v, s, causal, 0, scale)
 			if d := relDiff(o, wo); d > 1e-13 {
 				t.Errorf("%+v causal=%v: O differs from naive softmax by %.2g", s, causal, d)
@@ -94,9 +94,9 @@ func TestReferenceForwardMatchesNaive(t *testing.T) {
 // Causal masking is top-left: query i sees keys 0..i.
 func TestReferenceCausalTopLeft(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
-	s := AttnShape{1, 1, 3, 5, 4}
+	s := Shape{1, 1, 3, 5, 4}
 	in := newInputs(rng, s)
-	o, _ := ReferenceForward(in.q, in.k, in.v, s, true, 0.5)
+	o, _ := Forward(in.q, in.k, in.v, s, true, 0.5)
 	for c := range s.D { // row 0 sees only key 0, so O[0] = V[0]
 		if math.Abs(o[c]-in.v[c]) > 1e-15 {
 			t.Fatalf("O[0] = %v, want V[0] = %v", o[:s.D], in.v[:s.D])
@@ -108,16 +108,16 @@ func TestReferenceCausalTopLeft(t *testing.T) {
 		in.k[i] += 10
 		in.v[i] -= 7
 	}
-	o2, _ := ReferenceForward(in.q, in.k, in.v, s, true, 0.5)
+	o2, _ := Forward(in.q, in.k, in.v, s, true, 0.5)
 	if d := relDiff(o2, o); d != 0 {
 		t.Fatalf("keys beyond the top-left diagonal changed O by %g", d)
 	}
 
 	// Nq > Nk: rows i >= Nk see every key, like the non-causal result.
-	s = AttnShape{1, 1, 6, 2, 3}
+	s = Shape{1, 1, 6, 2, 3}
 	in = newInputs(rng, s)
-	oc, lc := ReferenceForward(in.q, in.k, in.v, s, true, 1)
-	on, ln := ReferenceForward(in.q, in.k, in.v, s, false, 1)
+	oc, lc := Forward(in.q, in.k, in.v, s, true, 1)
+	on, ln := Forward(in.q, in.k, in.v, s, false, 1)
 	for i := 1; i < s.Nq; i++ {
 		if lc[i] != ln[i] || relDiff(oc[i*s.D:(i+1)*s.D], on[i*s.D:(i+1)*s.D]) != 0 {
 			t.Fatalf("row %d: causal and non-causal differ though the row sees all keys", i)
@@ -130,9 +130,9 @@ func TestReferenceCausalTopLeft(t *testing.T) {
 
 func TestReferenceInvariances(t *testing.T) {
 	rng := rand.New(rand.NewPCG(25, 26))
-	s := AttnShape{2, 2, 6, 9, 5}
+	s := Shape{2, 2, 6, 9, 5}
 	in := newInputs(rng, s)
-	o, lse := ReferenceForward(in.q, in.k, in.v, s, false, 0.7)
+	o, lse := Forward(in.q, in.k, in.v, s, false, 0.7)
 
 	// Permuting keys together with their values leaves O and LSE unchanged.
 	perm := rng.Perm(s.Nk)
@@ -143,7 +143,7 @@ func TestReferenceInvariances(t *testing.T) {
 			copy(pv[(bh*s.Nk+j)*s.D:][:s.D], in.v[(bh*s.Nk+pj)*s.D:][:s.D])
 		}
 	}
-	po, plse := ReferenceForward(in.q, pk, pv, s, false, 0.7)
+	po, plse := Forward(in.q, pk, pv, s, false, 0.7)
 	if d := relDiff(po, o); d > 1e-14 {
 		t.Errorf("permuting keys changed O by %.2g", d)
 	}
@@ -157,7 +157,7 @@ func TestReferenceInvariances(t *testing.T) {
 	for i, x := range in.v {
 		shifted[i] = x + 3
 	}
-	so, _ := ReferenceForward(in.q, in.k, shifted, s, false, 0.7)
+	so, _ := Forward(in.q, in.k, shifted, s, false, 0.7)
 	for i := range so {
 		if math.Abs(so[i]-o[i]-3) > 1e-12 {
 			t.Fatalf("O[%d]: shifting V by 3 moved it by %v", i, so[i]-o[i])
@@ -167,11 +167,11 @@ func TestReferenceInvariances(t *testing.T) {
 
 func TestReferenceLargeScoresStayFinite(t *testing.T) {
 	rng := rand.New(rand.NewPCG(27, 28))
-	s := AttnShape{1, 1, 8, 8, 16}
+	s := Shape{1, 1, 8, 8, 16}
 	in := newInputs(rng, s)
 	// Scores reach thousands: exp would overflow without max subtraction.
-	o, lse := ReferenceForward(in.q, in.k, in.v, s, true, 500)
-	dq, dk, dv := ReferenceBackward(in.q, in.k, in.v, o, lse, in.dout, s, true, 500)
+	o, lse := Forward(in.q, in.k, in.v, s, true, 500)
+	dq, dk, dv := Backward(in.q, in.k, in.v, o, lse, in.dout, s, true, 500)
 	for name, x := range map[string][]float64{"O": o, "LSE": lse, "dQ": dq, "dK": dk, "dV": dv} {
 		for i, v := range x {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -182,12 +182,12 @@ func TestReferenceLargeScoresStayFinite(t *testing.T) {
 }
 
 func TestReferenceNoKeys(t *testing.T) {
-	s := AttnShape{1, 2, 3, 0, 4}
+	s := Shape{1, 2, 3, 0, 4}
 	q := make([]float64, s.QLen())
 	for i := range q {
 		q[i] = 1
 	}
-	o, lse := ReferenceForward(q, nil, nil, s, true, 1)
+	o, lse := Forward(q, nil, nil, s, true, 1)
 	for i := range o {
 		if o[i] != 0 {
 			t.Fatalf("O[%d] = %v, want 0 for a row with no keys", i, o[i])
@@ -198,7 +198,7 @@ func TestReferenceNoKeys(t *testing.T) {
 			t.Fatalf("LSE[%d] = %v, want -Inf for a row with no keys", i, lse[i])
 		}
 	}
-	dq, dk, dv := ReferenceBackward(q, nil, nil, o, lse, q, s, true, 1)
+	dq, dk, dv := Backward(q, nil, nil, o, lse, q, s, true, 1)
 	if len(dk) != 0 || len(dv) != 0 {
 		t.Fatal("dK, dV should be empty")
 	}
@@ -209,9 +209,9 @@ func TestReferenceNoKeys(t *testing.T) {
 	}
 }
 
-// loss is sum(dout ∘ O), the function whose gradient ReferenceBackward gives.
-func loss(in attnInputs, s AttnShape, causal bool, scale float64) float64 {
-	o, _ := ReferenceForward(in.q, in.k, in.v, s, causal, scale)
+// loss is sum(dout ∘ O), the function whose gradient Backward gives.
+func loss(in attnInputs, s Shape, causal bool, scale float64) float64 {
+	o, _ := Forward(in.q, in.k, in.v, s, causal, scale)
 	var l float64
 	for i := range o {
 		l += in.dout[i] * o[i]
@@ -221,7 +221,7 @@ func loss(in attnInputs, s AttnShape, causal bool, scale float64) float64 {
 
 func TestReferenceBackwardFiniteDifferences(t *testing.T) {
 	rng := rand.New(rand.NewPCG(29, 30))
-	shapes := []AttnShape{
+	shapes := []Shape{
 		{1, 1, 1, 1, 1},
 		{1, 1, 4, 4, 3},
 		{2, 2, 5, 3, 1}, // Nq > Nk, D = 1
@@ -233,8 +233,8 @@ func TestReferenceBackwardFiniteDifferences(t *testing.T) {
 		for _, causal := range []bool{false, true} {
 			in := newInputs(rng, s)
 			scale := DefaultScale(s.D) * 1.3
-			o, lse := ReferenceForward(in.q, in.k, in.v, s, causal, scale)
-			dq, dk, dv := ReferenceBackward(in.q, in.k, in.v, o, lse, in.dout, s, causal, scale)
+			o, lse := Forward(in.q, in.k, in.v, s, causal, scale)
+			dq, dk, dv := Backward(in.q, in.k, in.v, o, lse, in.dout, s, causal, scale)
 			for _, g := range []struct {
 				name     string
 				x        []float64
@@ -262,10 +262,10 @@ func TestReferenceBackwardFiniteDifferences(t *testing.T) {
 // The rows of dS sum to zero, so dK summed over keys vanishes per head.
 func TestReferenceBackwardKeySumIsZero(t *testing.T) {
 	rng := rand.New(rand.NewPCG(31, 32))
-	s := AttnShape{2, 2, 9, 13, 6}
+	s := Shape{2, 2, 9, 13, 6}
 	in := newInputs(rng, s)
-	o, lse := ReferenceForward(in.q, in.k, in.v, s, true, 0.4)
-	_, dk, _ := ReferenceBackward(in.q, in.k, in.v, o, lse, in.dout, s, true, 0.4)
+	o, lse := Forward(in.q, in.k, in.v, s, true, 0.4)
+	_, dk, _ := Backward(in.q, in.k, in.v, o, lse, in.dout, s, true, 0.4)
 	for bh := range s.B * s.H {
 		for c := range s.D {
 			var sum, mag float64
@@ -284,16 +284,16 @@ func TestReferenceBackwardKeySumIsZero(t *testing.T) {
 // what each head computed alone gives.
 func TestReferenceHeadsIndependent(t *testing.T) {
 	rng := rand.New(rand.NewPCG(33, 34))
-	s := AttnShape{3, 5, 6, 7, 4}
+	s := Shape{3, 5, 6, 7, 4}
 	in := newInputs(rng, s)
-	o, lse := ReferenceForward(in.q, in.k, in.v, s, true, 0.5)
-	dq, dk, dv := ReferenceBackward(in.q, in.k, in.v, o, lse, in.dout, s, true, 0.5)
-	one := AttnShape{1, 1, s.Nq, s.Nk, s.D}
+	o, lse := Forward(in.q, in.k, in.v, s, true, 0.5)
+	dq, dk, dv := Backward(in.q, in.k, in.v, o, lse, in.dout, s, true, 0.5)
+	one := Shape{1, 1, s.Nq, s.Nk, s.D}
 	qn, kn := one.QLen(), one.KVLen()
 	for bh := range s.B * s.H {
 		q, k, v := in.q[bh*qn:][:qn], in.k[bh*kn:][:kn], in.v[bh*kn:][:kn]
-		ho, hl := ReferenceForward(q, k, v, one, true, 0.5)
-		hq, hk, hv := ReferenceBackward(q, k, v, ho, hl, in.dout[bh*qn:][:qn], one, true, 0.5)
+		ho, hl := Forward(q, k, v, one, true, 0.5)
+		hq, hk, hv := Backward(q, k, v, ho, hl, in.dout[bh*qn:][:qn], one, true, 0.5)
 		for _, c := range []struct {
 			name      string
 			all, head []float64
@@ -309,28 +309,28 @@ func TestReferenceHeadsIndependent(t *testing.T) {
 }
 
 func TestReferencePanicsOnBadLengths(t *testing.T) {
-	s := AttnShape{1, 2, 3, 4, 5}
+	s := Shape{1, 2, 3, 4, 5}
 	defer func() {
 		r := recover()
 		if msg, _ := r.(string); !strings.Contains(msg, "len(k) = 39, shape") || !strings.Contains(msg, "needs 40") {
 			t.Fatalf("panic %v", r)
 		}
 	}()
-	ReferenceForward(make([]float64, s.QLen()), make([]float64, s.KVLen()-1), make([]float64, s.KVLen()), s, false, 1)
+	Forward(make([]float64, s.QLen()), make([]float64, s.KVLen()-1), make([]float64, s.KVLen()), s, false, 1)
 }
 
 func TestAttnShape(t *testing.T) {
-	s := AttnShape{B: 2, H: 3, Nq: 5, Nk: 7, D: 11}
+	s := Shape{B: 2, H: 3, Nq: 5, Nk: 7, D: 11}
 	if s.QLen() != 330 || s.KVLen() != 462 || s.Rows() != 30 {
 		t.Fatalf("lengths %d %d %d", s.QLen(), s.KVLen(), s.Rows())
 	}
 	if s.Validate() != nil {
 		t.Fatal(s.Validate())
 	}
-	if err := (AttnShape{1, 1, 4, 4, 0}).Validate(); err == nil || !strings.Contains(err.Error(), "D >= 1") {
+	if err := (Shape{1, 1, 4, 4, 0}).Validate(); err == nil || !strings.Contains(err.Error(), "D >= 1") {
 		t.Fatalf("D = 0: %v", err)
 	}
-	if err := (AttnShape{1, -1, 4, 4, 4}).Validate(); err == nil {
+	if err := (Shape{1, -1, 4, 4, 4}).Validate(); err == nil {
 		t.Fatal("negative H accepted")
 	}
 	if DefaultScale(64) != 0.125 || DefaultScale(1) != 1 {
@@ -339,22 +339,22 @@ func TestAttnShape(t *testing.T) {
 }
 
 func BenchmarkReferenceForward(b *testing.B) {
-	s := AttnShape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
+	s := Shape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
 	in := newInputs(rand.New(rand.NewPCG(1, 1)), s)
 	scale := DefaultScale(s.D)
 	b.ReportAllocs()
 	for b.Loop() {
-		ReferenceForward(in.q, in.k, in.v, s, false, scale)
+		Forward(in.q, in.k, in.v, s, false, scale)
 	}
 }
 
 func BenchmarkReferenceBackward(b *testing.B) {
-	s := AttnShape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
+	s := Shape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
 	in := newInputs(rand.New(rand.NewPCG(1, 1)), s)
 	scale := DefaultScale(s.D)
-	o, lse := ReferenceForward(in.q, in.k, in.v, s, false, scale)
+	o, lse := Forward(in.q, in.k, in.v, s, false, scale)
 	b.ReportAllocs()
 	for b.Loop() {
-		ReferenceBackward(in.q, in.k, in.v, o, lse, in.dout, s, false, scale)
+		Backward(in.q, in.k, in.v, o, lse, in.dout, s, false, scale)
 	}
 }

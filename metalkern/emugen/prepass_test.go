@@ -1,4 +1,4 @@
-package metalkern
+package emugen
 
 import (
 	"bytes"
@@ -133,7 +133,7 @@ func TestIncludesInlinedOnceWithLineMarkers(t *testing.T) {
 	write(filepath.Join(inc, "orchard", "p.h"), "#pragma once\nstruct P { int n; };\n")
 	src := "#include <metal_stdlib>\n#include \"a.h\"\n#include \"orchard/p.h\"\n#include \"a.h\"\nint x;\n"
 	main := filepath.Join(dir, "k.metal")
-	code, _, err := GenerateEmu(main, []byte(src), inc)
+	code, _, err := Generate(main, []byte(src), inc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestIncludesInlinedOnceWithLineMarkers(t *testing.T) {
 		t.Errorf("'int x;' is not at k.metal:5:\n%s", out)
 	}
 
-	_, _, err = GenerateEmu(main, []byte("\n#include \"missing.h\"\n"), inc)
+	_, _, err = Generate(main, []byte("\n#include \"missing.h\"\n"), inc)
 	if err == nil || !strings.Contains(err.Error(), main+`:2: cannot find include "missing.h"`) {
 		t.Errorf("missing include: error = %v", err)
 	}

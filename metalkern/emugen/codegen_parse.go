@@ -1,4 +1,4 @@
-package metalkern
+package emugen
 
 // Kernel signature parsing for the emu binding generator: finds kernel
 // definitions (`[[kernel]]` / `kernel` functions and function templates) and

@@ -1,4 +1,4 @@
-package metalkern
+package emugen
 
 // The C++ tokenizer the emu pre-pass and the signature parser share. It
 // keeps byte offsets and lines (edits are made on the original text) and

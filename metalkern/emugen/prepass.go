@@ -1,4 +1,4 @@
-package metalkern
+package emugen
 
 // The emu pre-pass: turns a .metal file (plus the local headers it
 // includes) into C++ that compiles against the emu shim. It

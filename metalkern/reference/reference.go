@@ -1,4 +1,7 @@
-package metalkern
+// Package reference is the float64 reference attention (forward and
+// backward, causal or not) that judges the kernels, with the error measure
+// and tolerances used to compare kernel outputs against it.
+package reference
 
 import (
 	"fmt"
@@ -8,22 +11,22 @@ import (
 	"sync/atomic"
 )
 
-// AttnShape gives the sizes of one attention problem. Q, O and dO are laid
+// Shape gives the sizes of one attention problem. Q, O and dO are laid
 // out [B, H, Nq, D], K and V [B, H, Nk, D], LSE [B, H, Nq], all C order.
-type AttnShape struct{ B, H, Nq, Nk, D int }
+type Shape struct{ B, H, Nq, Nk, D int }
 
 // QLen returns the element count of Q, O, dO and dQ: B*H*Nq*D.
-func (s AttnShape) QLen() int { return s.B * s.H * s.Nq * s.D }
+func (s Shape) QLen() int { return s.B * s.H * s.Nq * s.D }
 
 // KVLen returns the element count of K, V, dK and dV: B*H*Nk*D.
-func (s AttnShape) KVLen() int { return s.B * s.H * s.Nk * s.D }
+func (s Shape) KVLen() int { return s.B * s.H * s.Nk * s.D }
 
 // Rows returns the element count of LSE: B*H*Nq.
-func (s AttnShape) Rows() int { return s.B * s.H * s.Nq }
+func (s Shape) Rows() int { return s.B * s.H * s.Nq }
 
 // Validate reports a shape the reference cannot compute: negative sizes, or
 // D < 1.
-func (s AttnShape) Validate() error {
+func (s Shape) Validate() error {
 	if s.B < 0 || s.H < 0 || s.Nq < 0 || s.Nk < 0 || s.D < 1 {
 		return fmt.Errorf("invalid attention shape %+v: sizes must be >= 0 and D >= 1", s)
 	}
@@ -44,7 +47,7 @@ func visibleKeys(i, nk int, causal bool) int {
 	return nk
 }
 
-// ReferenceForward computes softmax attention in float64:
+// Forward computes softmax attention in float64:
 //
 //	S = scale * Q Kᵀ (masked when causal), O = softmax(S) V,
 //	LSE = logsumexp of each row of S (natural log).
@@ -54,8 +57,8 @@ func visibleKeys(i, nk int, causal bool) int {
 // alignment every row sees key 0) gets O = 0 and LSE = -Inf: the softmax of
 // an empty row is taken as all-zero weights, the convention of kernels that
 // guard fully masked rows. It panics if a slice length does not match s.
-func ReferenceForward(q, k, v []float64, s AttnShape, causal bool, scale float64) (o, lse []float64) {
-	checkLens("ReferenceForward", s, []namedLen{
+func Forward(q, k, v []float64, s Shape, causal bool, scale float64) (o, lse []float64) {
+	checkLens("Forward", s, []namedLen{
 		{"q", len(q), s.QLen()}, {"k", len(k), s.KVLen()}, {"v", len(v), s.KVLen()},
 	})
 	o = make([]float64, s.QLen())
@@ -94,17 +97,17 @@ func ReferenceForward(q, k, v []float64, s AttnShape, causal bool, scale float64
 	return o, lse
 }
 
-// ReferenceBackward computes, in float64, the gradients of the loss
+// Backward computes, in float64, the gradients of the loss
 // sum(dout ∘ O) with respect to q, k and v, given the forward's o and lse
-// (pass ReferenceForward's outputs). With P = exp(S - LSE):
+// (pass Forward's outputs). With P = exp(S - LSE):
 //
 //	dV = Pᵀ dO,  dP = dO Vᵀ,  Δ = rowsum(dO ∘ O),
 //	dS = P ∘ (dP - Δ),  dQ = scale * dS K,  dK = scale * dSᵀ Q.
 //
 // Rows with no visible key contribute nothing (P = 0, dS = 0). It panics if
 // a slice length does not match s.
-func ReferenceBackward(q, k, v, o, lse, dout []float64, s AttnShape, causal bool, scale float64) (dq, dk, dv []float64) {
-	checkLens("ReferenceBackward", s, []namedLen{
+func Backward(q, k, v, o, lse, dout []float64, s Shape, causal bool, scale float64) (dq, dk, dv []float64) {
+	checkLens("Backward", s, []namedLen{
 		{"q", len(q), s.QLen()}, {"k", len(k), s.KVLen()}, {"v", len(v), s.KVLen()},
 		{"o", len(o), s.QLen()}, {"lse", len(lse), s.Rows()}, {"dout", len(dout), s.QLen()},
 	})
@@ -139,7 +142,7 @@ func ReferenceBackward(q, k, v, o, lse, dout []float64, s AttnShape, causal bool
 
 // forEachHead runs fn for every (batch, head) index 0..B*H-1 on at most
 // GOMAXPROCS goroutines. Each index owns disjoint slices of the outputs.
-func forEachHead(s AttnShape, fn func(bh int)) {
+func forEachHead(s Shape, fn func(bh int)) {
 	heads := s.B * s.H
 	workers := min(runtime.GOMAXPROCS(0), heads)
 	if workers <= 1 {
@@ -169,7 +172,7 @@ type namedLen struct {
 	got, want int
 }
 
-func checkLens(fn string, s AttnShape, lens []namedLen) {
+func checkLens(fn string, s Shape, lens []namedLen) {
 	if err := s.Validate(); err != nil {
 		panic("metalkern: " + fn + ": " + err.Error())
 	}

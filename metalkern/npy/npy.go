@@ -1,7 +1,7 @@
-// Package metalkern embeds orchard's Metal attention runtime and holds its Go
-// side: the embedded sources, a float64 reference attention, .npy I/O and the
-// error metrics that judge kernel outputs.
-package metalkern
+// Package npy reads and writes .npy files (NumPy's array format) as orchard's
+// tensors: float32 and float16, little-endian, C order; with IEEE binary16
+// conversions, since Go has no float16.
+package npy
 
 import (
 	"bytes"
@@ -57,19 +57,19 @@ const (
 // nativeLittleEndian reports whether '=' (native order) means little-endian.
 var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
-// ReadNPY reads a .npy file of float32 or float16 values.
-func ReadNPY(path string) (*Array, error) {
+// Read reads a .npy file of float32 or float16 values.
+func Read(path string) (*Array, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return DecodeNPY(f, path)
+	return Decode(f, path)
 }
 
-// DecodeNPY reads one .npy array from r, which must end with the array's
+// Decode reads one .npy array from r, which must end with the array's
 // data. name identifies the source in error messages.
-func DecodeNPY(r io.Reader, name string) (*Array, error) {
+func Decode(r io.Reader, name string) (*Array, error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
 	}
@@ -205,10 +205,10 @@ func shapeElems(shape []int) (int, bool) {
 	return n, true
 }
 
-// WriteNPY writes a as a .npy file. The file is written to a temporary file
+// Write writes a as a .npy file. The file is written to a temporary file
 // in the same directory and renamed into place, so readers never see a
 // partial file.
-func WriteNPY(path string, a *Array) (err error) {
+func Write(path string, a *Array) (err error) {
 	if err := checkArray(a); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -227,7 +227,7 @@ func WriteNPY(path string, a *Array) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if err = EncodeNPY(f, a); err != nil {
+	if err = Encode(f, a); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err = f.Chmod(0o644); err != nil {
@@ -242,10 +242,10 @@ func WriteNPY(path string, a *Array) (err error) {
 	return os.Rename(tmp, path)
 }
 
-// EncodeNPY writes a to w in .npy format: version 1.0 (2.0 if the header
+// Encode writes a to w in .npy format: version 1.0 (2.0 if the header
 // needs it), little-endian, C order, with numpy's header layout, so the
 // bytes match what numpy.save writes for the same array.
-func EncodeNPY(w io.Writer, a *Array) error {
+func Encode(w io.Writer, a *Array) error {
 	if err := checkArray(a); err != nil {
 		return err
 	}

@@ -1,4 +1,7 @@
-package metalkern
+// Package smoke is the built-in smoke suite: the awkward shapes, dtypes and
+// masks the kernels must get right, run through the runner and compared with
+// the float64 reference, case by case.
+package smoke
 
 import (
 	"context"
@@ -8,19 +11,23 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/orchardkit/orchard/metalkern"
+	"github.com/orchardkit/orchard/metalkern/npy"
+	"github.com/orchardkit/orchard/metalkern/reference"
 )
 
-// SmokeCase is one shape of the built-in smoke suite.
-type SmokeCase struct {
-	Shape  AttnShape
+// Case is one shape of the built-in smoke suite.
+type Case struct {
+	Shape  reference.Shape
 	Causal bool
-	DType  DType
+	DType  npy.DType
 }
 
 // Name is a stable, readable id: "f32-causal-b1h2-77x77-d80".
-func (c SmokeCase) Name() string {
+func (c Case) Name() string {
 	dt := "f32"
-	if c.DType == Float16 {
+	if c.DType == npy.Float16 {
 		dt = "f16"
 	}
 	mask := "full"
@@ -31,7 +38,7 @@ func (c SmokeCase) Name() string {
 	return fmt.Sprintf("%s-%s-b%dh%d-%dx%d-d%d", dt, mask, s.B, s.H, s.Nq, s.Nk, s.D)
 }
 
-// SmokeSuite returns the built-in cases: awkward sizes (tails in every
+// Suite returns the built-in cases: awkward sizes (tails in every
 // dimension), head dims 1..256, Nq ≠ Nk, causal and not, float32 and
 // float16, several batch×heads. 44 cases.
 //
@@ -45,14 +52,14 @@ func (c SmokeCase) Name() string {
 //     full) or the converse, alternating so that every combination occurs
 //     on a large shape too; the largest, 384×384 at D=95, runs one head
 //     (it alone was half of the suite's time), 256×64 keeps B·H = 2.
-func SmokeSuite() []SmokeCase {
+func Suite() []Case {
 	type combo struct {
-		dt     DType
+		dt     npy.DType
 		causal bool
 	}
-	all := []combo{{Float32, false}, {Float32, true}, {Float16, false}, {Float16, true}}
-	f32CausalF16Full := []combo{{Float32, true}, {Float16, false}}
-	f32FullF16Causal := []combo{{Float32, false}, {Float16, true}}
+	all := []combo{{npy.Float32, false}, {npy.Float32, true}, {npy.Float16, false}, {npy.Float16, true}}
+	f32CausalF16Full := []combo{{npy.Float32, true}, {npy.Float16, false}}
+	f32FullF16Causal := []combo{{npy.Float32, false}, {npy.Float16, true}}
 	shapes := []struct {
 		nq, nk, d, b, h int
 		combos          []combo
@@ -63,26 +70,26 @@ func SmokeSuite() []SmokeCase {
 		{256, 256, 64, 1, 2, f32FullF16Causal}, {384, 384, 95, 1, 1, f32CausalF16Full},
 		{33, 33, 256, 1, 2, all}, {50, 130, 64, 1, 2, all}, {130, 50, 64, 1, 2, all},
 	}
-	var out []SmokeCase
+	var out []Case
 	for _, s := range shapes {
 		for _, c := range s.combos {
-			out = append(out, SmokeCase{Shape: AttnShape{B: s.b, H: s.h, Nq: s.nq, Nk: s.nk, D: s.d}, Causal: c.causal, DType: c.dt})
+			out = append(out, Case{Shape: reference.Shape{B: s.b, H: s.h, Nq: s.nq, Nk: s.nk, D: s.d}, Causal: c.causal, DType: c.dt})
 		}
 	}
 	return out
 }
 
 // RaceSuite is the few small cases run under ThreadSanitizer.
-func RaceSuite() []SmokeCase {
-	return []SmokeCase{
-		{Shape: AttnShape{B: 1, H: 1, Nq: 20, Nk: 20, D: 16}, Causal: true, DType: Float32},
-		{Shape: AttnShape{B: 1, H: 1, Nq: 17, Nk: 9, D: 8}, Causal: false, DType: Float16},
+func RaceSuite() []Case {
+	return []Case{
+		{Shape: reference.Shape{B: 1, H: 1, Nq: 20, Nk: 20, D: 16}, Causal: true, DType: npy.Float32},
+		{Shape: reference.Shape{B: 1, H: 1, Nq: 17, Nk: 9, D: 8}, Causal: false, DType: npy.Float16},
 	}
 }
 
 // CaseResult is one case's outcome: relative errors per output.
 type CaseResult struct {
-	Case       SmokeCase
+	Case       Case
 	Errors     map[string]float64 // o, lse, dq, dk, dv -> ‖out−ref‖/‖ref‖
 	Failures   []string           // what broke the criteria
 	Dispatches map[string]int
@@ -111,11 +118,11 @@ func (r CaseResult) ForwardOK() bool { return r.passed("o", "lse") }
 // BackwardOK reports whether dQ, dK and dV met the criteria.
 func (r CaseResult) BackwardOK() bool { return r.passed("dq", "dk", "dv") }
 
-// RunSmoke runs cases through the runner against the float64 reference.
+// Run runs cases through the runner against the float64 reference.
 // Inputs are fresh normal values from seed (never zeros) written as .npy in
 // dir/<case>/; the reference for each case is computed while the runner
 // works.
-func RunSmoke(ctx context.Context, exec Exec, r Runner, dir string, seed uint64, cases []SmokeCase, mode string, env []string, progress func(i int, c SmokeCase)) []CaseResult {
+func Run(ctx context.Context, exec metalkern.Exec, r metalkern.Runner, dir string, seed uint64, cases []Case, mode string, env []string, progress func(i int, c Case)) []CaseResult {
 	rng := rand.New(rand.NewPCG(seed, 0x6f7263686172640a))
 	out := make([]CaseResult, 0, len(cases))
 	for i, c := range cases {
@@ -130,45 +137,45 @@ func RunSmoke(ctx context.Context, exec Exec, r Runner, dir string, seed uint64,
 	return out
 }
 
-func runCase(ctx context.Context, exec Exec, r Runner, dir string, rng *rand.Rand, c SmokeCase, mode string, env []string) CaseResult {
+func runCase(ctx context.Context, exec metalkern.Exec, r metalkern.Runner, dir string, rng *rand.Rand, c Case, mode string, env []string) CaseResult {
 	res := CaseResult{Case: c, Errors: map[string]float64{}}
 	start := time.Now()
 	s := c.Shape
 	qs := []int{s.B, s.H, s.Nq, s.D}
 	ks := []int{s.B, s.H, s.Nk, s.D}
-	in := map[string]*Array{
-		"q":  {Shape: qs, DType: c.DType, Data: RandNormal(rng, s.QLen())},
-		"k":  {Shape: ks, DType: c.DType, Data: RandNormal(rng, s.KVLen())},
-		"v":  {Shape: ks, DType: c.DType, Data: RandNormal(rng, s.KVLen())},
-		"do": {Shape: qs, DType: c.DType, Data: RandNormal(rng, s.QLen())},
+	in := map[string]*npy.Array{
+		"q":  {Shape: qs, DType: c.DType, Data: reference.RandNormal(rng, s.QLen())},
+		"k":  {Shape: ks, DType: c.DType, Data: reference.RandNormal(rng, s.KVLen())},
+		"v":  {Shape: ks, DType: c.DType, Data: reference.RandNormal(rng, s.KVLen())},
+		"do": {Shape: qs, DType: c.DType, Data: reference.RandNormal(rng, s.QLen())},
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		res.Err = err
 		return res
 	}
 	for name, a := range in {
-		if c.DType == Float16 {
+		if c.DType == npy.Float16 {
 			for i, v := range a.Data {
-				a.Data[i] = RoundToFloat16(v) // the reference sees what the kernel sees
+				a.Data[i] = npy.RoundToFloat16(v) // the reference sees what the kernel sees
 			}
 		}
-		if err := WriteNPY(filepath.Join(dir, name+".npy"), a); err != nil {
+		if err := npy.Write(filepath.Join(dir, name+".npy"), a); err != nil {
 			res.Err = err
 			return res
 		}
 	}
-	scale := DefaultScale(s.D)
+	scale := reference.DefaultScale(s.D)
 	type ref struct{ o, lse, dq, dk, dv []float64 }
 	refc := make(chan ref, 1)
 	go func() {
-		q, k, v, do := Float64s(in["q"].Data), Float64s(in["k"].Data), Float64s(in["v"].Data), Float64s(in["do"].Data)
-		o, lse := ReferenceForward(q, k, v, s, c.Causal, scale)
-		dq, dk, dv := ReferenceBackward(q, k, v, o, lse, do, s, c.Causal, scale)
+		q, k, v, do := reference.Float64s(in["q"].Data), reference.Float64s(in["k"].Data), reference.Float64s(in["v"].Data), reference.Float64s(in["do"].Data)
+		o, lse := reference.Forward(q, k, v, s, c.Causal, scale)
+		dq, dk, dv := reference.Backward(q, k, v, o, lse, do, s, c.Causal, scale)
 		refc <- ref{o, lse, dq, dk, dv}
 	}()
 	outDir := filepath.Join(dir, "out")
 	os.RemoveAll(outDir)
-	st, err := r.Run(ctx, exec, Request{
+	st, err := r.Run(ctx, exec, metalkern.Request{
 		Q: filepath.Join(dir, "q.npy"), K: filepath.Join(dir, "k.npy"), V: filepath.Join(dir, "v.npy"),
 		DO: filepath.Join(dir, "do.npy"), Causal: c.Causal, Out: outDir, Mode: mode, Env: env,
 	})
@@ -179,13 +186,13 @@ func runCase(ctx context.Context, exec Exec, r Runner, dir string, rng *rand.Ran
 		res.Err = err
 		return res
 	}
-	tol, _ := ToleranceFor(c.DType)
+	tol, _ := reference.ToleranceFor(c.DType)
 	for _, o := range []struct {
 		name string
 		ref  []float64
 		tol  float64
 	}{{"o", rf.o, tol.MaxRelErr}, {"lse", rf.lse, tol.MaxRelErr}, {"dq", rf.dq, tol.MaxRelErr}, {"dk", rf.dk, tol.MaxRelErr}, {"dv", rf.dv, tol.MaxRelErr}} {
-		a, err := ReadNPY(filepath.Join(outDir, o.name+".npy"))
+		a, err := npy.Read(filepath.Join(outDir, o.name+".npy"))
 		if err != nil {
 			res.Failures = append(res.Failures, fmt.Sprintf("%s: %v", o.name, err))
 			continue
@@ -194,11 +201,11 @@ func runCase(ctx context.Context, exec Exec, r Runner, dir string, rng *rand.Ran
 			res.Failures = append(res.Failures, fmt.Sprintf("%s: %d elements, want %d", o.name, len(a.Data), len(o.ref)))
 			continue
 		}
-		if i, bad := HasNonFinite(a.Data); bad {
+		if i, bad := reference.HasNonFinite(a.Data); bad {
 			res.Failures = append(res.Failures, fmt.Sprintf("%s: element %d is %v (unwritten or overflow)", o.name, i, a.Data[i]))
 			continue
 		}
-		e := RelErr(a.Data, o.ref)
+		e := reference.RelErr(a.Data, o.ref)
 		res.Errors[o.name] = e
 		if !(e <= o.tol) {
 			res.Failures = append(res.Failures, fmt.Sprintf("%s: relative error %.2e > %.0e", o.name, e, o.tol))

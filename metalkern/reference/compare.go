@@ -1,9 +1,11 @@
-package metalkern
+package reference
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/orchardkit/orchard/metalkern/npy"
 )
 
 // RelErr returns ‖out − ref‖₂ / ‖ref‖₂, the error measure orchard judges
@@ -41,8 +43,8 @@ func HasNonFinite(x []float32) (index int, ok bool) {
 // Tolerance is the acceptance criterion for one output tensor: every element
 // finite and RelErr against the float64 reference at most MaxRelErr.
 type Tolerance struct {
-	DType     DType   // precision the kernel computed in
-	MaxRelErr float64 // largest accepted ‖out − ref‖₂ / ‖ref‖₂
+	DType     npy.DType // precision the kernel computed in
+	MaxRelErr float64   // largest accepted ‖out − ref‖₂ / ‖ref‖₂
 }
 
 // The relative-error criteria for each precision.
@@ -52,14 +54,14 @@ const (
 )
 
 // ToleranceFor returns the criterion for outputs computed in dt.
-func ToleranceFor(dt DType) (Tolerance, error) {
+func ToleranceFor(dt npy.DType) (Tolerance, error) {
 	switch dt {
-	case Float32:
-		return Tolerance{DType: Float32, MaxRelErr: Float32RelTol}, nil
-	case Float16:
-		return Tolerance{DType: Float16, MaxRelErr: Float16RelTol}, nil
+	case npy.Float32:
+		return Tolerance{DType: npy.Float32, MaxRelErr: Float32RelTol}, nil
+	case npy.Float16:
+		return Tolerance{DType: npy.Float16, MaxRelErr: Float16RelTol}, nil
 	}
-	return Tolerance{}, fmt.Errorf("no tolerance for dtype %q; use %q or %q", dt, Float32, Float16)
+	return Tolerance{}, fmt.Errorf("no tolerance for dtype %q; use %q or %q", dt, npy.Float32, npy.Float16)
 }
 
 // Check compares out with ref and returns the relative error, with an error
@@ -88,7 +90,7 @@ func RandNormal(rng *rand.Rand, n int) []float32 {
 	for i := range x {
 		for {
 			v := float32(rng.NormFloat64())
-			if Float32ToFloat16(v)&0x7fff != 0 {
+			if npy.Float32ToFloat16(v)&0x7fff != 0 {
 				x[i] = v
 				break
 			}

@@ -1,4 +1,4 @@
-package metalkern
+package npy
 
 import "math"
 

@@ -1,10 +1,12 @@
-package metalkern
+package reference
 
 import (
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/orchardkit/orchard/metalkern/npy"
 )
 
 func TestRelErr(t *testing.T) {
@@ -64,11 +66,11 @@ func TestHasNonFinite(t *testing.T) {
 }
 
 func TestToleranceFor(t *testing.T) {
-	f32, err := ToleranceFor(Float32)
+	f32, err := ToleranceFor(npy.Float32)
 	if err != nil || f32.MaxRelErr != 1e-5 {
 		t.Fatalf("float32: %+v %v", f32, err)
 	}
-	f16, err := ToleranceFor(Float16)
+	f16, err := ToleranceFor(npy.Float16)
 	if err != nil || f16.MaxRelErr != 5e-3 {
 		t.Fatalf("float16: %+v %v", f16, err)
 	}
@@ -91,18 +93,18 @@ func toFloat32(x []float64, round func(float32) float32) []float32 {
 // (the causal mask off by one key) fails both.
 func TestToleranceSeparatesRightFromWrong(t *testing.T) {
 	rng := rand.New(rand.NewPCG(41, 42))
-	s := AttnShape{B: 2, H: 2, Nq: 64, Nk: 64, D: 32}
+	s := Shape{B: 2, H: 2, Nq: 64, Nk: 64, D: 32}
 	in := newInputs(rng, s)
 	scale := DefaultScale(s.D)
-	ref, _ := ReferenceForward(in.q, in.k, in.v, s, true, scale)
-	f32, _ := ToleranceFor(Float32)
-	f16, _ := ToleranceFor(Float16)
+	ref, _ := Forward(in.q, in.k, in.v, s, true, scale)
+	f32, _ := ToleranceFor(npy.Float32)
+	f16, _ := ToleranceFor(npy.Float16)
 	identity := func(x float32) float32 { return x }
 
 	if rel, err := f32.Check("O", toFloat32(ref, identity), ref); err != nil || rel > 1e-7 {
 		t.Errorf("float32-rounded reference: rel %.3g, %v", rel, err)
 	}
-	half := toFloat32(ref, RoundToFloat16)
+	half := toFloat32(ref, npy.RoundToFloat16)
 	rel, err := f16.Check("O", half, ref)
 	t.Logf("float16-rounded reference: rel %.3g", rel)
 	if err != nil || rel < 1e-5 {
@@ -146,7 +148,7 @@ func TestRandNormal(t *testing.T) {
 		if a[i] == c[i] {
 			same++
 		}
-		if a[i] == 0 || RoundToFloat16(a[i]) == 0 {
+		if a[i] == 0 || npy.RoundToFloat16(a[i]) == 0 {
 			t.Fatalf("element %d = %v rounds to zero", i, a[i])
 		}
 		sum += float64(a[i])
