@@ -44,7 +44,7 @@ func emuBenchRunner(b *testing.B) string {
 // BenchmarkEmuForward: the runner's `ms` for one forward dispatch, fibers
 // mode, with 1 worker and with the default (one per core).
 //
-//	go test -run '^$' -bench 'EmuForward|reference.Forward' -benchtime 20x ./metalkern/
+//	go test -run '^$' -bench 'EmuForward|ReferenceForward' -benchtime 20x ./metalkern/ ./metalkern/reference/
 func BenchmarkEmuForward(b *testing.B) {
 	bin := emuBenchRunner(b)
 	s := reference.Shape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
