@@ -75,12 +75,12 @@ type Location struct {
 
 // StepSummary is one step of a run as the report shows it.
 type StepSummary struct {
-	Name       string `json:"name"`
-	Status     Status `json:"status"`
-	Cached     bool   `json:"cached"`
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	Cached bool   `json:"cached"`
 	// CachedAt is when the run that produced a cached step's result
 	// finished its step (RFC 3339, UTC); absent unless Cached.
-	CachedAt string `json:"cached_at,omitempty"`
+	CachedAt   string `json:"cached_at,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	Detail     string `json:"detail"`
 	// Explain says why the step ran or was reused (with --explain).
