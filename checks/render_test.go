@@ -42,7 +42,8 @@ func TestJUnitParsesBack(t *testing.T) {
 				Skipped *struct {
 					Message string `xml:"message,attr"`
 				} `xml:"skipped"`
-				SystemOut string `xml:"system-out"`
+				SystemOut string   `xml:"system-out"`
+				Time      *float64 `xml:"time,attr"`
 			} `xml:"testcase"`
 		} `xml:"testsuite"`
 	}
@@ -61,6 +62,9 @@ func TestJUnitParsesBack(t *testing.T) {
 		if c.Skipped != nil {
 			skips++
 		}
+		if c.Time == nil {
+			t.Errorf("testcase %s has no time", c.Name)
+		}
 		if c.Classname != "orchard.verify" {
 			t.Errorf("classname = %q", c.Classname)
 		}
@@ -75,25 +79,27 @@ func TestJUnitParsesBack(t *testing.T) {
 	for i, c := range s.Cases {
 		byName[c.Name] = i
 	}
-	fwd := s.Cases[byName["forward: Forward pass matches the float64 reference"]]
+	fwd := s.Cases[byName["forward"]]
 	if fwd.Failure == nil || !strings.Contains(fwd.Failure.Body, r.Checks[3].Hint) {
 		t.Errorf("forward's failure body lacks the hint verbatim: %+v", fwd.Failure)
+	}
+	if *fwd.Time != 30.75 || *s.Cases[byName["shaders.compile"]].Time != 1.234 || *s.Cases[byName["docs.json"]].Time != 0 {
+		t.Errorf("times: forward %v, shaders.compile %v, docs.json %v (want the step's duration shared among its checks)",
+			*fwd.Time, *s.Cases[byName["shaders.compile"]].Time, *s.Cases[byName["docs.json"]].Time)
 	}
 	if fwd.Failure.Message != "N=99 D=35: rel err 3.1e-2 > tol 2e-5" {
 		t.Errorf("failure message = %q", fwd.Failure.Message)
 	}
-	cc := s.Cases[byName["shaders.compile: Kernels compile"]]
+	cc := s.Cases[byName["shaders.compile"]]
 	if cc.Line != 42 || !strings.Contains(cc.Failure.Body, "    float m = simd_max(x);\n") {
 		t.Errorf("compile case: line %d, body %q", cc.Line, cc.Failure.Body)
 	}
-	if _, ok := byName["backward: Backward pass <&> tolerance"]; !ok {
-		t.Errorf("the name with <&> did not survive: %v", byName)
-	}
-	warn := s.Cases[byName["backward: Backward pass <&> tolerance"]]
-	if warn.Failure != nil || !strings.Contains(warn.SystemOut, "accumulate dQ & dK in fp32") {
+	warn := s.Cases[byName["backward"]]
+	if warn.Failure != nil || !strings.Contains(warn.SystemOut, "accumulate dQ & dK in fp32") ||
+		!strings.HasPrefix(warn.SystemOut, "warning: Backward pass <&> tolerance\n") {
 		t.Errorf("a warning passes, with its fix in system-out: %+v", warn)
 	}
-	skip := s.Cases[byName["metal.device: Metal device (Apple7+)"]]
+	skip := s.Cases[byName["metal.device"]]
 	if skip.Skipped == nil || skip.Skipped.Message != "paravirtual device: simdgroup_matrix unsupported" {
 		t.Errorf("skip reason: %+v", skip.Skipped)
 	}
