@@ -161,9 +161,7 @@ func runDoctor(ctx context.Context, opts *DoctorOptions) error {
 		}
 		fmt.Fprintln(w, bold.Render("After the fixes:"))
 	}
-	if err := emitReport(f, d.report, opts.ReportOptions); err != nil {
-		return err
-	}
+	reportErr := emitReport(f, d.report, opts.ReportOptions)
 	fmt.Fprintf(w, "Backend: auto picks %s (%s)\n", d.auto, d.autoReason)
 
 	if opts.Fix {
@@ -177,9 +175,12 @@ func runDoctor(ctx context.Context, opts *DoctorOptions) error {
 		}
 	}
 	if len(d.failed) > 0 || d.backendErr != nil {
+		if reportErr != nil {
+			fmt.Fprintln(f.IO.ErrOut, "orchard: "+reportErr.Error())
+		}
 		return envErrorf("%s", missingMessage(d, opts.Fix))
 	}
-	return nil
+	return reportErr
 }
 
 // missingMessage names each failed required probe with its fix, once each;

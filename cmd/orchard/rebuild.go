@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -91,7 +90,7 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 	}
 	t, err := f.resolveTarget(ctx, prober, opts.Seed, opts.seedSet)
 	if err != nil {
-		return err
+		return f.preflightFailed("rebuild", opts.ReportOptions, err)
 	}
 	t.build.Race = opts.Race
 	return runPipeline(ctx, f, rebuildPipeline(t.build), pipelineRun{
@@ -143,7 +142,8 @@ type target struct {
 func (f *Factory) resolveTarget(ctx context.Context, p *steps.Prober, seed uint64, seedSet bool) (*target, error) {
 	backend, reason, err := steps.ResolveBackend(ctx, f.Global.Backend, p)
 	if err != nil {
-		return nil, envErrorf("%v", err)
+		return nil, steps.Preflight("backend", "Backend "+f.Global.Backend+" available",
+			"use --backend emu, or see what is missing with 'orchard doctor --backend "+f.Global.Backend+"'", true, err.Error())
 	}
 	dir, err := f.resolveBuildDir(backend)
 	if err != nil {
@@ -193,32 +193,43 @@ func runPipeline(ctx context.Context, f *Factory, pipeline []steps.Step, pr pipe
 	run, err := steps.New(o).Run(ctx, pipeline)
 	prog.Close()
 
-	var busy *steps.ErrBusy
 	switch {
-	case errors.As(err, &busy):
-		return envErrorf("%v", busy)
+	case asPreflight(err) != nil:
+		return reportPreflight(f, pr.command, pr.backend, pr.dir, pr.ro, err)
 	case err != nil && run == nil:
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return err
 	}
+	steps.AttributeChecks(pipeline, pr.backend, run.Checks)
 	r := &checks.Report{Command: pr.command, Backend: pr.backend, BuildDir: pr.dir, Steps: run.Steps, Checks: run.Checks}
 	if err != nil {
 		// Interrupted: show what ran, then exit 130.
 		r.Checks = append(r.Checks, checks.Check{ID: "interrupted", Title: "run interrupted", Status: checks.Fail,
 			Evidence: []string{"the run was interrupted; the interrupted step left no stamp"}, Hint: "run the command again to resume"})
-		_ = emitReport(f, r, pr.ro)
-		return err
+		return finishReport(f, r, pr.ro, err)
 	}
-	if eerr := emitReport(f, r, pr.ro); eerr != nil {
-		return eerr
-	}
+	r.Finish()
+	var outcome error
 	switch {
 	case run.EnvFailure:
-		return envErrorf("the environment cannot run the steps; run 'orchard doctor --fix' to see how to fix it")
+		outcome = envErrorf("the environment cannot run the steps; run 'orchard doctor --fix' to see how to fix it")
 	case !r.OK:
-		return errSilent
+		outcome = errSilent
 	}
-	return nil
+	return finishReport(f, r, pr.ro, outcome)
+}
+
+// preflightFailed reports a failure before the pipeline (the backend cannot
+// run here, say) as a report of that one check; other errors (usage) are
+// returned as they are.
+func (f *Factory) preflightFailed(command string, ro ReportOptions, err error) error {
+	backend, dir := f.Global.Backend, ""
+	if backend != "" && backend != steps.BackendAuto {
+		if d, derr := f.resolveBuildDir(backend); derr == nil {
+			dir = d
+		}
+	}
+	return reportPreflight(f, command, backend, dir, ro, err)
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/steps"
+)
+
+// decodeOne parses out as exactly one JSON document.
+func decodeOne(t *testing.T, out string) checks.Report {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	var r checks.Report
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("stdout is not JSON (%v):\n%s", err, out)
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); err != io.EOF {
+		t.Fatalf("stdout holds more than one JSON document:\n%s", out)
+	}
+	return r
+}
+
+// Failures before the first step (exit 3) still end with the report, in
+// every format asked for: the terminal checklist, --json, --junit and, in
+// GitHub Actions, an annotation and the step summary.
+func TestEarlyFailuresReportInEveryFormat(t *testing.T) {
+	busyDir := t.TempDir()
+	release, err := steps.Lock(context.Background(), busyDir, "orchard test", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	tests := map[string]struct {
+		args   []string
+		id     string
+		inText string
+	}{
+		"verify before any build": {[]string{"verify", "--build-dir", t.TempDir()}, "build", "no build of the emu backend in"},
+		"metal without Metal":     {[]string{"rebuild", "--backend", "metal", "--build-dir", t.TempDir()}, "backend", "--backend metal cannot run here"},
+		"bare orchard, metal":     {[]string{"--backend", "metal", "--build-dir", t.TempDir()}, "backend", "--backend metal cannot run here"},
+		"busy lock with no-wait":  {[]string{"rebuild", "--no-wait", "--build-dir", busyDir}, "build-dir.lock", "is in use by"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			// Terminal.
+			code, out, _ := runCLI(t, nil, tt.args...)
+			if code != exitEnvironment || !strings.Contains(out, "[✗]") || !strings.Contains(out, tt.inText) ||
+				!strings.Contains(out, "→ fix:") || !strings.Contains(out, "1 of 1 check failed") {
+				t.Fatalf("terminal: exit %d\n%s", code, out)
+			}
+
+			// --json, --junit, GitHub Actions, all at once.
+			dir := t.TempDir()
+			junit, summary := filepath.Join(dir, "orchard.xml"), filepath.Join(dir, "summary.md")
+			env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": summary}
+			args := append(tt.args, "--json")
+			if tt.args[0] != "--backend" { // bare orchard takes only the global flags (for now)
+				args = append(args, "--junit", junit)
+			}
+			code, out, errOut := runCLI(t, env, args...)
+			if code != exitEnvironment {
+				t.Fatalf("--json: exit %d, stderr %s", code, errOut)
+			}
+			r := decodeOne(t, out)
+			if r.OK || len(r.Checks) != 1 || r.Checks[0].ID != tt.id || r.Checks[0].Status != checks.Fail ||
+				!strings.Contains(strings.Join(r.Checks[0].Evidence, "\n"), tt.inText) || r.Checks[0].Hint == "" {
+				t.Fatalf("JSON report: %+v", r)
+			}
+			if !strings.Contains(errOut, "::error title="+tt.id+"::") {
+				t.Errorf("no annotation for %s on stderr (stdout carries JSON):\n%s", tt.id, errOut)
+			}
+			if tt.args[0] != "--backend" {
+				assertOneFailedTestcase(t, junit, tt.id)
+			}
+			md, err := os.ReadFile(summary)
+			if err != nil || !bytes.Contains(md, []byte("| ❌ | `"+tt.id+"`")) {
+				t.Errorf("step summary (%v):\n%s", err, md)
+			}
+		})
+	}
+}
+
+// The JUnit file is world-readable, and a path it cannot be written to is
+// an error that names the path (the rest of the report is still printed).
+func TestJUnitFileModeAndWriteFailure(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.xml")
+	code, _, errOut := runCLI(t, nil, "doctor", "--junit", ok)
+	if code != exitOK && code != exitEnvironment {
+		t.Fatalf("doctor: exit %d: %s", code, errOut)
+	}
+	fi, err := os.Stat(ok)
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("JUnit file: %v, mode %v", err, fi.Mode().Perm())
+	}
+
+	bad := filepath.Join(dir, "missing", "orchard.xml")
+	ios, out, errBuf := testIOStreams(nil)
+	f := &Factory{IO: ios, Global: &GlobalOptions{}}
+	r := &checks.Report{Command: "verify", Checks: []checks.Check{{ID: "forward", Status: checks.Pass}}}
+	err = finishReport(f, r, ReportOptions{JUnit: bad}, nil)
+	code = exitCode(context.Background(), err, ios)
+	if code == exitOK || !strings.Contains(errBuf.String(), bad) || !strings.Contains(out.String(), "1 check passed") {
+		t.Fatalf("unwritable --junit: exit %d, stdout %q, stderr %q", code, out, errBuf)
+	}
+	// A failed run keeps its own exit code; the write error is still said.
+	ios, _, errBuf = testIOStreams(nil)
+	f.IO = ios
+	code = exitCode(context.Background(), finishReport(f, r, ReportOptions{JUnit: bad}, silentExit(exitEnvironment)), ios)
+	if code != exitEnvironment || !strings.Contains(errBuf.String(), bad) {
+		t.Fatalf("failed run, unwritable --junit: exit %d, stderr %q", code, errBuf)
+	}
+}
+
+func assertOneFailedTestcase(t *testing.T, junit, id string) {
+	t.Helper()
+	data, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suites struct {
+		Suite struct {
+			Cases []struct {
+				Name    string    `xml:"name,attr"`
+				Failure *struct{} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(data, &suites); err != nil || len(suites.Suite.Cases) != 1 ||
+		suites.Suite.Cases[0].Name != id || suites.Suite.Cases[0].Failure == nil {
+		t.Errorf("JUnit (%v):\n%s", err, data)
+	}
+}
