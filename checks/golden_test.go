@@ -24,7 +24,7 @@ func sampleReport() *Report {
 		Backend:  "emu",
 		BuildDir: "/tmp/orchard-build",
 		Steps: []StepSummary{
-			{Name: "toolchain", Status: Pass, Cached: true, Detail: "cmake 3.25.1, g++ 12.2.0"},
+			{Name: "toolchain", Status: Pass, Cached: true, CachedAt: "2026-12-01T09:30:00Z", Detail: "cmake 3.25.1, g++ 12.2.0"},
 			{Name: "shaders", Status: Fail, DurationMS: 1234, Detail: "1 of 3 kernels failed to compile",
 				Log: "/tmp/orchard-build/logs/steps/shaders.log"},
 			{Name: "metal", Status: Skip, Detail: "paravirtual device"},
@@ -32,7 +32,7 @@ func sampleReport() *Report {
 				Log: "/tmp/orchard-build/logs/steps/verify.log"},
 		},
 		Checks: []Check{
-			{ID: "toolchain.cmake", Title: "CMake ≥ 3.20", Status: Pass,
+			{ID: "toolchain.cmake", Title: "CMake ≥ 3.20", Status: Pass, Step: "toolchain",
 				Evidence: []string{"cmake 3.25.1 at /usr/bin/cmake"}},
 			{ID: "toolchain.cxx", Title: "C++17 compiler", Status: Pass,
 				Evidence: []string{"g++ 12.2.0", "clang++ 16.0.6"}},

@@ -292,3 +292,63 @@ func TestDocsJSONExample(t *testing.T) {
 		t.Errorf("the example should show all four statuses, has %v", seen)
 	}
 }
+
+// Piped (no width), nothing is cut; on a terminal, long evidence and long
+// trailers wrap under their item, indented, and every word is still there.
+func TestTerminalNeverCuts(t *testing.T) {
+	long := "44 cases; worst f32 3.1e-07 (f32-causal-b2h3-130x70-d64), f16 9.8e-04 (f16-full-b1h1-257x129-d128); " +
+		"compiler /usr/lib/llvm-16/bin/clang++ 16.0.6; runtime limits: max threadgroup memory 32768 bytes, max threads 1024"
+	r := &Report{Checks: []Check{
+		{ID: "forward", Title: "Forward", Status: Pass, Evidence: []string{long}},
+		{ID: "backward", Title: "Backward", Status: Fail, Evidence: []string{long, "    float m = simd_max(x);"}, Hint: long},
+	}}
+	var piped bytes.Buffer
+	if err := RenderTerminal(&piped, r, TermOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(piped.String(), "…") || strings.Count(piped.String(), long) != 3 {
+		t.Fatalf("piped output was cut:\n%s", piped.String())
+	}
+
+	var term bytes.Buffer
+	if err := RenderTerminal(&term, r, TermOptions{Width: 60}); err != nil {
+		t.Fatal(err)
+	}
+	out := term.String()
+	if strings.Contains(out, "…") {
+		t.Fatalf("terminal output was cut:\n%s", out)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if w := lipgloss.Width(l); w > 60 {
+			t.Errorf("line of %d cells at width 60: %q", w, l)
+		}
+	}
+	if strings.Count(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(long), " ")) != 3 {
+		t.Errorf("words lost in wrapping:\n%s", out)
+	}
+	if !strings.Contains(out, "\n      runtime") && !strings.Contains(out, "\n      compiler") && !strings.Contains(out, "\n      max") {
+		t.Errorf("continuation lines are not indented under their item:\n%s", out)
+	}
+	if !strings.Contains(out, "    •     float m = simd_max(x);\n") {
+		t.Errorf("a source excerpt lost its indentation:\n%s", out)
+	}
+}
+
+func TestWrapKeepsEverything(t *testing.T) {
+	for _, tt := range []struct {
+		in    string
+		width int
+	}{
+		{"a b c", 0}, {"short", 10}, {"aaaaaaaaaaaaaaaaaaaaaaaaa b", 7}, {"one two three four five six", 9}, {"  lead two three", 8},
+	} {
+		parts := wrap(tt.in, tt.width)
+		if strings.Join(strings.Fields(strings.Join(parts, " ")), "") != strings.Join(strings.Fields(tt.in), "") {
+			t.Errorf("wrap(%q, %d) = %q lost text", tt.in, tt.width, parts)
+		}
+		for _, p := range parts {
+			if tt.width > 0 && lipgloss.Width(p) > tt.width {
+				t.Errorf("wrap(%q, %d): part %q too wide", tt.in, tt.width, p)
+			}
+		}
+	}
+}
