@@ -183,8 +183,12 @@ type pipelineRun struct {
 // runPipeline runs steps under the engine with live progress on stderr and
 // prints the report; it maps the outcome to an error for exitCode.
 func runPipeline(ctx context.Context, f *Factory, pipeline []steps.Step, pr pipelineRun) error {
-	prog := newProgress(f.IO.ErrOut, f.IO.ErrTTY && f.IO.Getenv("CI") == "", f.IO.Getenv("GITHUB_ACTIONS") == "true",
+	prog := newProgress(f.IO.ErrOut, f.IO.liveProgress(), f.IO.Getenv("GITHUB_ACTIONS") == "true",
 		renderer(f.IO.ErrOut, f.ErrColor(), f.IO.Getenv))
+	prog.width = f.IO.ErrWidth
+	// The live progress leaves each step's final line on the screen the
+	// report goes to: the report does not list the steps again.
+	pr.ro.stepsShown = prog.live && f.IO.OutTTY
 	o := pr.opts
 	o.BuildDir, o.Backend, o.Who = pr.dir, pr.backend, "orchard "+pr.command
 	o.Verbose = f.Global.Verbose

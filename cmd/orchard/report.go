@@ -15,6 +15,9 @@ import (
 type ReportOptions struct {
 	JUnit   string // --junit FILE
 	Explain bool   // --explain
+	// stepsShown: the live progress already showed each step's final line
+	// on the terminal the report goes to.
+	stepsShown bool
 }
 
 // emitReport prints a finished report: JSON alone on stdout with --json,
@@ -72,8 +75,10 @@ func renderTerminal(f *Factory, r *checks.Report, ro ReportOptions) error {
 		fmt.Fprintln(io.Out)
 	}
 	return checks.RenderTerminal(io.Out, r, checks.TermOptions{
-		Renderer: renderer(io.Out, f.Color(), io.Getenv),
-		Verbose:  f.Global.Verbose,
+		Renderer:  renderer(io.Out, f.Color(), io.Getenv),
+		Verbose:   f.Global.Verbose,
+		Width:     width(io.OutWidth),
+		HideSteps: ro.stepsShown && !f.Global.Verbose, // verbose steps carry more
 	})
 }
 
