@@ -141,3 +141,86 @@ func assertOneFailedTestcase(t *testing.T, junit, id string) {
 		t.Errorf("JUnit (%v):\n%s", err, data)
 	}
 }
+
+type junitDoc struct {
+	Suite struct {
+		Cases []struct {
+			Name    string    `xml:"name,attr"`
+			Time    *float64  `xml:"time,attr"`
+			Failure *struct{} `xml:"failure"`
+			Skipped *struct {
+				Message string `xml:"message,attr"`
+			} `xml:"skipped"`
+		} `xml:"testcase"`
+	} `xml:"testsuite"`
+}
+
+func readJUnit(t *testing.T, path string) junitDoc {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d junitDoc
+	if err := xml.Unmarshal(data, &d); err != nil {
+		t.Fatalf("JUnit does not parse: %v\n%s", err, data)
+	}
+	return d
+}
+
+// A passing and a failing rebuild have the same testcases, each with a
+// time; the checks of steps that did not run are skipped with the reason.
+func TestJUnitSameTestcasesPassingOrFailing(t *testing.T) {
+	dir := sharedBuild(t)
+	pass := filepath.Join(t.TempDir(), "pass.xml")
+	if code, out, errOut := runCLI(t, nil, "rebuild", "--build-dir", dir, "--junit", pass); code != exitOK {
+		t.Fatalf("passing rebuild: exit %d\n%s%s", code, out, errOut)
+	}
+	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
+		for i, l := range ls {
+			if strings.Contains(l, "float l = 0.0f;") {
+				ls[i] = strings.Replace(l, "float l = 0.0f;", "float l = undeclared_in_metal;", 1)
+			}
+		}
+		return ls
+	})
+	fail := filepath.Join(t.TempDir(), "fail.xml")
+	if code, out, errOut := runCLI(t, nil, "rebuild", "--runtime", rt, "--build-dir", t.TempDir(), "--junit", fail); code != exitFailed {
+		t.Fatalf("failing rebuild: exit %d\n%s%s", code, out, errOut)
+	}
+	p, f := readJUnit(t, pass), readJUnit(t, fail)
+	var pn, fn []string
+	var timed float64
+	for _, c := range p.Suite.Cases {
+		pn = append(pn, c.Name)
+		if c.Time == nil || c.Failure != nil || c.Skipped != nil {
+			t.Errorf("passing run, testcase %s: time %v, failure %v, skipped %v", c.Name, c.Time, c.Failure, c.Skipped)
+		} else {
+			timed += *c.Time
+		}
+	}
+	skipped := 0
+	for _, c := range f.Suite.Cases {
+		fn = append(fn, c.Name)
+		if c.Time == nil {
+			t.Errorf("failing run, testcase %s has no time", c.Name)
+		}
+		if c.Skipped != nil {
+			skipped++
+			if c.Skipped.Message != "not run: shaders failed" {
+				t.Errorf("testcase %s skipped for %q", c.Name, c.Skipped.Message)
+			}
+		}
+	}
+	if strings.Join(pn, " ") != strings.Join(fn, " ") {
+		t.Fatalf("testcases differ:\n pass: %v\n fail: %v", pn, fn)
+	}
+	for _, id := range []string{"shaders", "kernel", "runtime-loads", "forward", "backward", "kernel-calls-logged", "logs-clean", "on-accelerator"} {
+		if !strings.Contains(" "+strings.Join(pn, " ")+" ", " "+id+" ") {
+			t.Errorf("no testcase %s in %v", id, pn)
+		}
+	}
+	if skipped != 7 || timed <= 0 {
+		t.Errorf("%d skipped testcases in the failing run (want 7), passing run's times sum to %v", skipped, timed)
+	}
+}
