@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -222,5 +223,51 @@ func TestJUnitSameTestcasesPassingOrFailing(t *testing.T) {
 	}
 	if skipped != 7 || timed <= 0 {
 		t.Errorf("%d skipped testcases in the failing run (want 7), passing run's times sum to %v", skipped, timed)
+	}
+}
+
+// Four compiler errors in an ejected runtime's kernel are four GitHub
+// annotations, each at its file (relative to the workspace), line and column.
+func TestFourDiagnosticsFourAnnotations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the runtime (-short)")
+	}
+	var want []int
+	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
+		for i, l := range ls {
+			if strings.Contains(l, "float l = 0.0f;") {
+				var extra []string
+				for n := range 4 {
+					extra = append(extra, fmt.Sprintf("  float e%d = undeclared_%d;", n, n))
+					want = append(want, i+2+n)
+				}
+				return append(ls[:i+1], append(extra, ls[i+1:]...)...)
+			}
+		}
+		t.Fatal("anchor line not found in attn_fwd.metal")
+		return ls
+	})
+	ws := filepath.Dir(rt)
+	env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": ws, "PATH": os.Getenv("PATH")}
+	code, out, errOut := runCLI(t, env, "rebuild", "--runtime", rt, "--build-dir", t.TempDir())
+	if code != exitFailed {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "::error ") {
+			got = append(got, l)
+		}
+	}
+	t.Logf("annotations:\n%s", strings.Join(got, "\n"))
+	if len(got) != 4 {
+		t.Fatalf("%d annotations, want 4:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	file := filepath.ToSlash(filepath.Join(filepath.Base(rt), "kernels", "attn_fwd.metal"))
+	for i, l := range got {
+		prefix := fmt.Sprintf("::error file=%s,line=%d,col=", file, want[i])
+		if !strings.HasPrefix(l, prefix) || !strings.Contains(l, fmt.Sprintf("undeclared_%d", i)) || len(l) > 2*checks.MaxAnnotation {
+			t.Errorf("annotation %d: %s\nwant prefix %s", i, l, prefix)
+		}
 	}
 }
