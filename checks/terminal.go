@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -160,25 +161,30 @@ func writeSteps(b *strings.Builder, steps []StepSummary, st termStyles, verbose 
 // writeChecks writes one line per item, expanding failures and warnings (or
 // everything, when verbose) into their evidence and fix.
 func writeChecks(b *strings.Builder, cs []Check, cached map[string]bool, st termStyles, verbose bool, width int) {
+	// An item of a cached step says so after its title.
+	titleOf := func(c Check) string {
+		t := clean(c.Title)
+		if t == "" {
+			t = clean(c.ID)
+		}
+		if cached[c.Step] {
+			t += " (cached)"
+		}
+		return t
+	}
 	titleW := 0
 	for _, c := range cs {
-		if w := lipgloss.Width(clean(c.Title)); w <= maxTitleColumn {
+		if w := lipgloss.Width(titleOf(c)); w <= maxTitleColumn {
 			titleW = max(titleW, w)
 		}
 	}
 	for _, c := range cs {
 		style := st.of(c.Status)
 		expand := verbose || c.Status.Rank() >= Warn.Rank()
-		title := clean(c.Title)
-		if title == "" {
-			title = clean(c.ID)
-		}
+		title := titleOf(c)
 		titleStyle := st.plain
 		if c.Status == Skip {
 			titleStyle = st.skip
-		}
-		if cached[c.Step] {
-			title += " (cached)"
 		}
 		line := style.Render("["+glyph(c.Status)+"]") + " "
 		trailer := ""
@@ -222,17 +228,33 @@ func writeChecks(b *strings.Builder, cs []Check, cached map[string]bool, st term
 	}
 }
 
+// maxTrailerItems is how many evidence items a collapsed item's line shows
+// (steps put their summary first); the rest are counted, and -v shows them.
+const maxTrailerItems = 3
+
 // trailer is the short text after a collapsed item's title: the skip reason
-// for a skip, else the first line of each evidence, joined with " · ".
-func (c Check) trailer() string {
+// for a skip, else the first line of the first few evidence items, joined
+// with " · ", whole, and how many more there are.
+func (c Check) trailer() string { return c.trailerWith("-v shows them") }
+
+// trailerWith is trailer with its own words for where the rest is.
+func (c Check) trailerWith(rest string) string {
 	if c.Status == Skip {
 		return firstLine(clean(c.reason()))
 	}
 	var parts []string
+	more := 0
 	for _, e := range c.Evidence {
 		if s := firstLine(clean(e)); s != "" {
+			if len(parts) == maxTrailerItems {
+				more++
+				continue
+			}
 			parts = append(parts, s)
 		}
+	}
+	if more > 0 {
+		parts = append(parts, fmt.Sprintf("(%d more; %s)", more, rest))
 	}
 	return strings.Join(parts, " · ")
 }
@@ -265,6 +287,10 @@ func padRight(s string, w int) string {
 	}
 	return s
 }
+
+// Wrap splits a line into parts of at most width cells (see wrap): for
+// text printed once on a terminal that should wrap under itself.
+func Wrap(s string, width int) []string { return wrap(s, width) }
 
 // wrap splits a line into parts of at most width cells, breaking at spaces
 // where it can and inside a word only when the word alone is too wide;

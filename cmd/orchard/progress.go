@@ -110,11 +110,36 @@ func (p *progress) finishedLine(s checks.StepSummary) string {
 	if from := s.CachedFrom(); from != "" {
 		detail = strings.TrimPrefix(detail+" · "+from, " · ")
 	}
-	if detail != "" {
-		// Printed once, never redrawn: it is not cut (a long one wraps).
-		line += "  " + p.r.NewStyle().Faint(true).Render(detail)
+	if detail == "" {
+		return line
+	}
+	// Printed once, never redrawn: it is never cut. On a terminal a long
+	// detail wraps under itself; piped, it stays on one line.
+	dim := p.r.NewStyle().Faint(true)
+	col := lipgloss.Width(line) + 2
+	parts := []string{detail}
+	if w := p.termWidth(); p.live && w-col >= 20 {
+		parts = checks.Wrap(detail, w-1-col)
+	}
+	for i, part := range parts {
+		if i > 0 {
+			line += "\n" + strings.Repeat(" ", col)
+		} else {
+			line += "  "
+		}
+		line += dim.Render(part)
 	}
 	return line
+}
+
+// termWidth is the terminal's width (80 when it does not say).
+func (p *progress) termWidth() int {
+	if p.width != nil {
+		if n := p.width(); n > 0 {
+			return n
+		}
+	}
+	return 80
 }
 
 func (p *progress) startTicker() {
@@ -152,12 +177,7 @@ func (p *progress) drawLocked() {
 	if !p.live || p.step == "" {
 		return
 	}
-	w := 80
-	if p.width != nil {
-		if n := p.width(); n > 0 {
-			w = n
-		}
-	}
+	w := p.termWidth()
 	spin := p.r.NewStyle().Foreground(lipgloss.Color("6")).Render(spinnerFrames[p.frame%len(spinnerFrames)])
 	// One cell short of the width: a line that fills the last column makes
 	// some terminals wrap before the next \r.

@@ -123,7 +123,8 @@ func TestProgressLiveAt80ColumnsLeavesNoWrappedLines(t *testing.T) {
 	p.Event(steps.Event{Kind: steps.EventStarted, Step: "smoke"})
 	p.Event(steps.Event{Kind: steps.EventProgress, Step: "smoke", Message: "case 3/44 f32-causal-b2h3-130x70-d64 " + strings.Repeat("x", 100)})
 	time.Sleep(150 * time.Millisecond)
-	p.Event(steps.Event{Kind: steps.EventFinished, Step: "smoke", Summary: checks.StepSummary{Name: "smoke", Status: checks.Pass, DurationMS: 300, Detail: "44 cases in 0.3s, seed 7"}})
+	p.Event(steps.Event{Kind: steps.EventFinished, Step: "smoke", Summary: checks.StepSummary{Name: "smoke", Status: checks.Pass, Cached: true,
+		CachedAt: "2026-12-01T09:30:00Z", Detail: "44 cases in 0.3s, seed 2215219156753626"}})
 	p.Close()
 	slave.Close()
 	<-done
@@ -131,7 +132,8 @@ func TestProgressLiveAt80ColumnsLeavesNoWrappedLines(t *testing.T) {
 	rows := screen(got.Bytes(), 80)
 	want := []string{
 		"✓ kernel             1.5s  built orchard-runner-emu",
-		"✓ smoke             300ms  44 cases in 0.3s, seed 7",
+		"✓ smoke            cached  44 cases in 0.3s, seed 2215219156753626 · from the",
+		"                           run of 2026-12-01 09:30 UTC",
 	}
 	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("screen at 80 columns:\n%s\nwant:\n%s\nraw: %q", strings.Join(rows, "\n"), strings.Join(want, "\n"), got.String())
