@@ -151,7 +151,14 @@ func runDoctor(ctx context.Context, opts *DoctorOptions) error {
 			fmt.Fprintln(f.IO.Out)
 		}
 		if err := runFixes(ctx, f, d.commands, opts.RunFix); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			// The report still ends the run: the probes as they were, and
+			// the fix that failed.
+			d.report.Checks = append(d.report.Checks, checks.Check{ID: "fix", Title: "Install what is missing", Status: checks.Fail,
+				Evidence: []string{err.Error()}, Hint: "run that command by hand to see why it failed (docs/troubleshooting.md)"})
+			return finishReport(f, d.report, opts.ReportOptions, err)
 		}
 		ran = true
 		p.Reset()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -85,6 +86,13 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 	prober := steps.NewProber(f.IO.Getenv)
 	if opts.Fix {
 		if err := fixEnvironment(ctx, f, prober); err != nil {
+			var ee *exitError
+			if ctx.Err() == nil && errors.As(err, &ee) && ee.code == exitEnvironment {
+				// A failed install still ends with the report; the message
+				// stays on stderr.
+				pe := steps.Preflight("fix", "Install what is missing", "run that command by hand to see why it failed (docs/troubleshooting.md)", true, ee.msg)
+				_ = reportPreflight(f, "rebuild", f.Global.Backend, "", opts.ReportOptions, pe)
+			}
 			return err
 		}
 	}
