@@ -3,6 +3,7 @@ package checks
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,7 @@ func TestGitHubAnnotations(t *testing.T) {
 	r := sampleReport()
 	r.Checks = append(r.Checks, Check{ID: "odd:id,1", Title: "t", Status: Fail, File: "a,b.metal"})
 	var b bytes.Buffer
-	if err := WriteGitHubAnnotations(&b, r); err != nil {
+	if err := WriteGitHubAnnotations(&b, r, ""); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
@@ -119,7 +120,7 @@ func TestAppendGitHubSummaryCap(t *testing.T) {
 	if len(data) > StepSummaryLimit {
 		t.Errorf("wrote %d bytes, limit %d", len(data), StepSummaryLimit)
 	}
-	if !strings.Contains(string(data), "rows and the fixes left out") || !strings.Contains(string(data), "`toolchain.cmake`") {
+	if !strings.Contains(string(data), "rows and the fixes left out") || !strings.Contains(string(data), "`shaders.compile`") {
 		t.Errorf("want the first rows and a note:\n%.300s … %s", data, data[max(0, len(data)-200):])
 	}
 
@@ -132,5 +133,90 @@ func TestAppendGitHubSummaryCap(t *testing.T) {
 	}
 	if fi, _ := os.Stat(full); fi.Size() != StepSummaryLimit-50 {
 		t.Errorf("a full file grew to %d", fi.Size())
+	}
+}
+
+// Four compiler diagnostics are four annotations, each at its own file,
+// line and column (made relative to the workspace), with its own message.
+func TestGitHubOneAnnotationPerDiagnostic(t *testing.T) {
+	ws := "/home/runner/work/proj"
+	r := &Report{Command: "rebuild", BuildDir: "/tmp/b", Checks: []Check{
+		{ID: "toolchain.cmake", Status: Pass, Evidence: []string{"cmake 3.25"}},
+		{ID: "shaders", Title: "Shaders compile", Status: Fail, Hint: "fix the error at the .metal line above",
+			File: ws + "/rt/kernels/attn_fwd.metal", Line: 42,
+			Evidence: []string{strings.Repeat("long evidence ", 100)},
+			Locations: []Location{
+				{File: ws + "/rt/kernels/attn_fwd.metal", Line: 42, Col: 7, Message: "'simd_maxx' was not declared"},
+				{File: ws + "/rt/kernels/attn_fwd.metal", Line: 61, Col: 12, Message: "expected ';' before 'return'"},
+				{File: "metalkern/runtime/include/softmax.h", Line: 9, Col: 1, Message: "expected '}'"},
+				{File: ws + "/rt/kernels/attn_bwd.metal", Line: 7, Message: "no column"},
+			}},
+	}}
+	var b bytes.Buffer
+	if err := WriteGitHubAnnotations(&b, r, ws); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"::error file=rt/kernels/attn_fwd.metal,line=42,col=7,title=shaders::'simd_maxx' was not declared%0Afix: fix the error at the .metal line above",
+		"::error file=rt/kernels/attn_fwd.metal,line=61,col=12,title=shaders::expected ';' before 'return'%0Afix: fix the error at the .metal line above",
+		"::error file=metalkern/runtime/include/softmax.h,line=9,col=1,title=shaders::expected '}'%0Afix: fix the error at the .metal line above",
+		"::error file=rt/kernels/attn_bwd.metal,line=7,title=shaders::no column%0Afix: fix the error at the .metal line above",
+	}
+	if got := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("annotations:\n%s\nwant:\n%s", b.String(), strings.Join(want, "\n"))
+	}
+}
+
+// A failure with kilobytes of evidence is annotated in at most 1 KB, its fix
+// kept, the rest pointed to the job summary; build-dir paths read
+// <build-dir>/….
+func TestGitHubAnnotationsAreShort(t *testing.T) {
+	var ev []string
+	for i := range 120 {
+		ev = append(ev, fmt.Sprintf("case %03d: O 3.1e-02  L 1.0e-03  FAIL o: 3.1e-02 > 1e-05", i))
+	}
+	r := &Report{BuildDir: "/tmp/b", Checks: []Check{{ID: "forward", Title: "Forward", Status: Fail, Evidence: ev,
+		Hint: "replay with --seed 7; per-case figures are in /tmp/b/logs/steps/smoke.log"}}}
+	var b bytes.Buffer
+	if err := WriteGitHubAnnotations(&b, r, ""); err != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimSuffix(b.String(), "\n")
+	msg := line[strings.Index(line, "::forward::")+len("::forward::"):]
+	if len(msg) > MaxAnnotation || strings.Contains(line, "\n") {
+		t.Fatalf("message is %d bytes (max %d)", len(msg), MaxAnnotation)
+	}
+	for _, want := range []string{"case 000", "more in the job summary", "fix: replay with --seed 7; per-case figures are in <build-dir>/logs/steps/smoke.log"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+}
+
+// The summary lists failures first, passes on one line, and says how to
+// keep the logs.
+func TestGitHubSummaryFailuresFirst(t *testing.T) {
+	r := &Report{Command: "rebuild", BuildDir: "/tmp/b", Checks: []Check{
+		{ID: "toolchain.cmake", Status: Pass, Evidence: []string{"cmake 3.25"}},
+		{ID: "forward", Status: Pass, Evidence: []string{"44 cases; worst 1e-7", "case 1", "case 2", "case 3"}},
+		{ID: "backward", Status: Fail, Evidence: []string{"2 of 44 failed", "case 9: FAIL"}},
+		{ID: "races", Status: Skip, Evidence: []string{"emu only"}},
+	}}
+	md := summaryMarkdown(r, StepSummaryLimit)
+	var rows []string
+	for _, l := range strings.Split(md, "\n") {
+		if strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| |") && !strings.HasPrefix(l, "| ---") {
+			rows = append(rows, l)
+		}
+	}
+	if len(rows) != 4 || !strings.Contains(rows[0], "`backward`") || !strings.Contains(rows[0], "2 of 44 failed<br>case 9: FAIL") ||
+		!strings.Contains(rows[1], "`races`") {
+		t.Fatalf("rows:\n%s", strings.Join(rows, "\n"))
+	}
+	if !strings.Contains(rows[3], "44 cases; worst 1e-7 · case 1 · case 2 · (1 more; in the JSON report) |") || strings.Contains(rows[3], "<br>") {
+		t.Errorf("a pass is one line: %s", rows[3])
+	}
+	if !strings.Contains(md, "path: /tmp/b/logs") || !strings.Contains(md, "actions/upload-artifact") {
+		t.Errorf("no artifact note:\n%s", md)
 	}
 }

@@ -24,7 +24,7 @@ func sampleReport() *Report {
 		Backend:  "emu",
 		BuildDir: "/tmp/orchard-build",
 		Steps: []StepSummary{
-			{Name: "toolchain", Status: Pass, Cached: true, Detail: "cmake 3.25.1, g++ 12.2.0"},
+			{Name: "toolchain", Status: Pass, Cached: true, CachedAt: "2026-12-01T09:30:00Z", Detail: "cmake 3.25.1, g++ 12.2.0"},
 			{Name: "shaders", Status: Fail, DurationMS: 1234, Detail: "1 of 3 kernels failed to compile",
 				Log: "/tmp/orchard-build/logs/steps/shaders.log"},
 			{Name: "metal", Status: Skip, Detail: "paravirtual device"},
@@ -32,21 +32,21 @@ func sampleReport() *Report {
 				Log: "/tmp/orchard-build/logs/steps/verify.log"},
 		},
 		Checks: []Check{
-			{ID: "toolchain.cmake", Title: "CMake ≥ 3.20", Status: Pass,
+			{ID: "toolchain.cmake", Title: "CMake ≥ 3.20", Status: Pass, Step: "toolchain",
 				Evidence: []string{"cmake 3.25.1 at /usr/bin/cmake"}},
 			{ID: "toolchain.cxx", Title: "C++17 compiler", Status: Pass,
 				Evidence: []string{"g++ 12.2.0", "clang++ 16.0.6"}},
-			{ID: "shaders.compile", Title: "Kernels compile", Status: Fail,
+			{ID: "shaders.compile", Title: "Kernels compile", Status: Fail, Step: "shaders",
 				File: "metalkern/runtime/kernels/attn_fwd.metal", Line: 42,
 				Evidence: []string{
 					"attn_fwd.metal:42:7: error: use of undeclared identifier 'simd_max'\n    float m = simd_max(x);\n              ^",
 					"1 error generated.",
 				},
 				Hint: `include <metal_simdgroup>; see docs/emu.md, section "shim"`},
-			{ID: "forward", Title: "Forward pass matches the float64 reference", Status: Fail,
+			{ID: "forward", Title: "Forward pass matches the float64 reference", Status: Fail, Step: "verify",
 				Evidence: []string{"N=99 D=35: rel err 3.1e-2 > tol 2e-5", "unwritten elements: 0 (NaN poison)"},
 				Hint:     "100% of rows differ: check the causal mask, alignment: bottom-right,\nthen rerun `orchard verify --only forward`"},
-			{ID: "backward", Title: "Backward pass <&> tolerance", Status: Warn,
+			{ID: "backward", Title: "Backward pass <&> tolerance", Status: Warn, Step: "verify",
 				Evidence: []string{"dQ rel err 4.0e-5 (tol 5e-5): close to the limit"},
 				Hint:     "accumulate dQ & dK in fp32"},
 			{ID: "metal.device", Title: "Metal device (Apple7+)", Status: Skip,
@@ -75,7 +75,7 @@ func TestGolden(t *testing.T) {
 		},
 		"report.json":     func(b *bytes.Buffer, r *Report) error { return WriteJSON(b, r) },
 		"junit.xml":       func(b *bytes.Buffer, r *Report) error { return WriteJUnit(b, r) },
-		"annotations.txt": func(b *bytes.Buffer, r *Report) error { return WriteGitHubAnnotations(b, r) },
+		"annotations.txt": func(b *bytes.Buffer, r *Report) error { return WriteGitHubAnnotations(b, r, "") },
 		"step_summary.md": func(b *bytes.Buffer, r *Report) error {
 			path := filepath.Join(t.TempDir(), "summary.md")
 			if err := AppendGitHubSummary(path, r); err != nil {

@@ -10,11 +10,15 @@ import (
 // WriteJUnit writes the report as JUnit XML, the dialect GitLab and the
 // GitHub test-report actions read: <testsuites> holding one
 // <testsuite name="orchard">, and one <testcase classname="orchard.<command>"
-// name="<id>: <title>"> per checklist item. A failure carries <failure> with
-// the evidence and the fix; a skip carries <skipped message="reason"/>; a
-// warning passes, with its evidence and fix in <system-out>, as a pass's
-// evidence is. The suite's time is the steps' total; the step list is the
-// suite's <system-out>.
+// name="<id>" time="…"> per checklist item. The name is the check's stable id
+// alone (titles may carry figures), so a test keeps its identity from run to
+// run; the title opens the testcase's text. A testcase's time is its step's
+// duration shared among the step's checks (0 for checks outside a step, as in
+// doctor). A failure carries <failure> with the evidence and the fix; a skip
+// carries <skipped message="reason"/> (the checks of a step that did not run
+// are there too, skipped with the reason); a warning passes, with its
+// evidence and fix in <system-out>, as a pass's evidence is. The suite's time
+// is the steps' total; the step list is the suite's <system-out>.
 func WriteJUnit(w io.Writer, r *Report) error {
 	n := r.Counts()
 	var totalMS int64
@@ -37,8 +41,19 @@ func WriteJUnit(w io.Writer, r *Report) error {
 			suite.Properties = append(suite.Properties, junitProperty{Name: p[0], Value: clean(p[1])})
 		}
 	}
+	stepMS, perStep := map[string]int64{}, map[string]int64{}
+	for _, s := range r.Steps {
+		stepMS[s.Name] = s.DurationMS
+	}
 	for _, c := range r.Checks {
-		suite.Cases = append(suite.Cases, junitTestcase(class, c))
+		perStep[c.Step]++
+	}
+	for _, c := range r.Checks {
+		var ms int64
+		if c.Step != "" {
+			ms = stepMS[c.Step] / perStep[c.Step]
+		}
+		suite.Cases = append(suite.Cases, junitTestcase(class, c, ms))
 	}
 	if len(r.Steps) > 0 {
 		var b strings.Builder
@@ -73,12 +88,8 @@ func WriteJUnit(w io.Writer, r *Report) error {
 	return err
 }
 
-func junitTestcase(class string, c Check) junitCase {
-	name := clean(c.ID)
-	if t := clean(c.Title); t != "" {
-		name += ": " + t
-	}
-	tc := junitCase{Classname: class, Name: name, File: clean(c.File)}
+func junitTestcase(class string, c Check, ms int64) junitCase {
+	tc := junitCase{Classname: class, Name: clean(c.ID), File: clean(c.File), Time: seconds(ms)}
 	if c.File != "" && c.Line > 0 {
 		tc.Line = c.Line
 	}
@@ -103,12 +114,15 @@ func junitTestcase(class string, c Check) junitCase {
 	return tc
 }
 
-// junitBody is a check's location, evidence and fix as text, one per line;
-// a warning's body starts with "warning: <title>" (JUnit has no warn status).
+// junitBody is a check's title, location, evidence and fix as text, one per
+// line; a warning's title reads "warning: <title>" (JUnit has no warn status).
 func junitBody(c Check) string {
 	var b strings.Builder
-	if c.Status == Warn {
+	switch {
+	case c.Status == Warn:
 		b.WriteString("warning: " + c.Title + "\n")
+	case c.Title != "":
+		b.WriteString(c.Title + "\n")
 	}
 	if loc := c.location(); loc != "" {
 		b.WriteString("at " + loc + "\n")
@@ -159,6 +173,7 @@ type junitCase struct {
 	Name      string        `xml:"name,attr"`
 	File      string        `xml:"file,attr,omitempty"`
 	Line      int           `xml:"line,attr,omitempty"`
+	Time      string        `xml:"time,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
 	Skipped   *junitSkip    `xml:"skipped,omitempty"`
 	SystemOut xmlText       `xml:"system-out,omitempty"`

@@ -54,13 +54,33 @@ type Check struct {
 	// Line is 1-based and only meaningful with File.
 	File string `json:"file,omitempty"`
 	Line int    `json:"line,omitempty"`
+	// Locations are every compiler diagnostic behind a failed check, each
+	// pointing into the runtime source the user has (the ejected dir, or for
+	// the embedded runtime its path in this repository): GitHub gets one
+	// annotation per location. File and Line repeat the first one.
+	Locations []Location `json:"locations,omitempty"`
+	// Step is the step that produced the check ("" outside a pipeline, as in
+	// doctor); JUnit takes the testcase's time from it.
+	Step string `json:"step,omitempty"`
+}
+
+// Location is one diagnostic: a 1-based line and column (0: unknown) in a
+// source file, with the compiler's message.
+type Location struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Col     int    `json:"col,omitempty"`
+	Message string `json:"message"`
 }
 
 // StepSummary is one step of a run as the report shows it.
 type StepSummary struct {
-	Name       string `json:"name"`
-	Status     Status `json:"status"`
-	Cached     bool   `json:"cached"`
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	Cached bool   `json:"cached"`
+	// CachedAt is when the run that produced a cached step's result
+	// finished its step (RFC 3339, UTC); absent unless Cached.
+	CachedAt   string `json:"cached_at,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	Detail     string `json:"detail"`
 	// Explain says why the step ran or was reused (with --explain).

@@ -42,7 +42,8 @@ func TestJUnitParsesBack(t *testing.T) {
 				Skipped *struct {
 					Message string `xml:"message,attr"`
 				} `xml:"skipped"`
-				SystemOut string `xml:"system-out"`
+				SystemOut string   `xml:"system-out"`
+				Time      *float64 `xml:"time,attr"`
 			} `xml:"testcase"`
 		} `xml:"testsuite"`
 	}
@@ -61,6 +62,9 @@ func TestJUnitParsesBack(t *testing.T) {
 		if c.Skipped != nil {
 			skips++
 		}
+		if c.Time == nil {
+			t.Errorf("testcase %s has no time", c.Name)
+		}
 		if c.Classname != "orchard.verify" {
 			t.Errorf("classname = %q", c.Classname)
 		}
@@ -75,25 +79,27 @@ func TestJUnitParsesBack(t *testing.T) {
 	for i, c := range s.Cases {
 		byName[c.Name] = i
 	}
-	fwd := s.Cases[byName["forward: Forward pass matches the float64 reference"]]
+	fwd := s.Cases[byName["forward"]]
 	if fwd.Failure == nil || !strings.Contains(fwd.Failure.Body, r.Checks[3].Hint) {
 		t.Errorf("forward's failure body lacks the hint verbatim: %+v", fwd.Failure)
+	}
+	if *fwd.Time != 30.75 || *s.Cases[byName["shaders.compile"]].Time != 1.234 || *s.Cases[byName["docs.json"]].Time != 0 {
+		t.Errorf("times: forward %v, shaders.compile %v, docs.json %v (want the step's duration shared among its checks)",
+			*fwd.Time, *s.Cases[byName["shaders.compile"]].Time, *s.Cases[byName["docs.json"]].Time)
 	}
 	if fwd.Failure.Message != "N=99 D=35: rel err 3.1e-2 > tol 2e-5" {
 		t.Errorf("failure message = %q", fwd.Failure.Message)
 	}
-	cc := s.Cases[byName["shaders.compile: Kernels compile"]]
+	cc := s.Cases[byName["shaders.compile"]]
 	if cc.Line != 42 || !strings.Contains(cc.Failure.Body, "    float m = simd_max(x);\n") {
 		t.Errorf("compile case: line %d, body %q", cc.Line, cc.Failure.Body)
 	}
-	if _, ok := byName["backward: Backward pass <&> tolerance"]; !ok {
-		t.Errorf("the name with <&> did not survive: %v", byName)
-	}
-	warn := s.Cases[byName["backward: Backward pass <&> tolerance"]]
-	if warn.Failure != nil || !strings.Contains(warn.SystemOut, "accumulate dQ & dK in fp32") {
+	warn := s.Cases[byName["backward"]]
+	if warn.Failure != nil || !strings.Contains(warn.SystemOut, "accumulate dQ & dK in fp32") ||
+		!strings.HasPrefix(warn.SystemOut, "warning: Backward pass <&> tolerance\n") {
 		t.Errorf("a warning passes, with its fix in system-out: %+v", warn)
 	}
-	skip := s.Cases[byName["metal.device: Metal device (Apple7+)"]]
+	skip := s.Cases[byName["metal.device"]]
 	if skip.Skipped == nil || skip.Skipped.Message != "paravirtual device: simdgroup_matrix unsupported" {
 		t.Errorf("skip reason: %+v", skip.Skipped)
 	}
@@ -284,5 +290,65 @@ func TestDocsJSONExample(t *testing.T) {
 	}
 	if len(seen) != 4 {
 		t.Errorf("the example should show all four statuses, has %v", seen)
+	}
+}
+
+// Piped (no width), nothing is cut; on a terminal, long evidence and long
+// trailers wrap under their item, indented, and every word is still there.
+func TestTerminalNeverCuts(t *testing.T) {
+	long := "44 cases; worst f32 3.1e-07 (f32-causal-b2h3-130x70-d64), f16 9.8e-04 (f16-full-b1h1-257x129-d128); " +
+		"compiler /usr/lib/llvm-16/bin/clang++ 16.0.6; runtime limits: max threadgroup memory 32768 bytes, max threads 1024"
+	r := &Report{Checks: []Check{
+		{ID: "forward", Title: "Forward", Status: Pass, Evidence: []string{long}},
+		{ID: "backward", Title: "Backward", Status: Fail, Evidence: []string{long, "    float m = simd_max(x);"}, Hint: long},
+	}}
+	var piped bytes.Buffer
+	if err := RenderTerminal(&piped, r, TermOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(piped.String(), "…") || strings.Count(piped.String(), long) != 3 {
+		t.Fatalf("piped output was cut:\n%s", piped.String())
+	}
+
+	var term bytes.Buffer
+	if err := RenderTerminal(&term, r, TermOptions{Width: 60}); err != nil {
+		t.Fatal(err)
+	}
+	out := term.String()
+	if strings.Contains(out, "…") {
+		t.Fatalf("terminal output was cut:\n%s", out)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if w := lipgloss.Width(l); w > 60 {
+			t.Errorf("line of %d cells at width 60: %q", w, l)
+		}
+	}
+	if strings.Count(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(long), " ")) != 3 {
+		t.Errorf("words lost in wrapping:\n%s", out)
+	}
+	if !strings.Contains(out, "\n      runtime") && !strings.Contains(out, "\n      compiler") && !strings.Contains(out, "\n      max") {
+		t.Errorf("continuation lines are not indented under their item:\n%s", out)
+	}
+	if !strings.Contains(out, "    •     float m = simd_max(x);\n") {
+		t.Errorf("a source excerpt lost its indentation:\n%s", out)
+	}
+}
+
+func TestWrapKeepsEverything(t *testing.T) {
+	for _, tt := range []struct {
+		in    string
+		width int
+	}{
+		{"a b c", 0}, {"short", 10}, {"aaaaaaaaaaaaaaaaaaaaaaaaa b", 7}, {"one two three four five six", 9}, {"  lead two three", 8},
+	} {
+		parts := wrap(tt.in, tt.width)
+		if strings.Join(strings.Fields(strings.Join(parts, " ")), "") != strings.Join(strings.Fields(tt.in), "") {
+			t.Errorf("wrap(%q, %d) = %q lost text", tt.in, tt.width, parts)
+		}
+		for _, p := range parts {
+			if tt.width > 0 && lipgloss.Width(p) > tt.width {
+				t.Errorf("wrap(%q, %d): part %q too wide", tt.in, tt.width, p)
+			}
+		}
 	}
 }

@@ -1,8 +1,10 @@
 package checks
 
 import (
+	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
@@ -18,13 +20,17 @@ type TermOptions struct {
 	// and warnings, and why each step ran or was reused and its log path
 	// (the log path of a failed step is always shown).
 	Verbose bool
+	// Width is the terminal's width in cells: long lines wrap under their
+	// item, indented. 0 (not a terminal) writes every line whole. Nothing
+	// is ever cut.
+	Width int
+	// HideSteps leaves out the step list: the live progress already left
+	// each step's final line on the same screen.
+	HideSteps bool
 }
 
-// Widths of the aligned columns; longer titles just push their trailer out.
-const (
-	maxTitleColumn = 40
-	maxTrailer     = 60
-)
+// Width of the aligned title column; longer titles just push their trailer out.
+const maxTitleColumn = 40
 
 // RenderTerminal writes the report for people, flutter-doctor style: the
 // steps (when there are any), one line per checklist item with its mark —
@@ -34,15 +40,19 @@ const (
 func RenderTerminal(w io.Writer, r *Report, o TermOptions) error {
 	st := newTermStyles(o.Renderer)
 	var b strings.Builder
-	if len(r.Steps) > 0 {
+	if len(r.Steps) > 0 && !o.HideSteps {
 		b.WriteString(st.bold.Render("Steps") + "\n")
-		writeSteps(&b, r.Steps, st, o.Verbose)
+		writeSteps(&b, r.Steps, st, o.Verbose, o.Width)
 		b.WriteString("\n")
 		if len(r.Checks) > 0 {
 			b.WriteString(st.bold.Render("Checks") + "\n")
 		}
 	}
-	writeChecks(&b, r.Checks, st, o.Verbose)
+	cached := map[string]bool{}
+	for _, s := range r.Steps {
+		cached[s.Name] = s.Cached
+	}
+	writeChecks(&b, r.Checks, cached, st, o.Verbose, o.Width)
 	if len(r.Checks) > 0 {
 		b.WriteString("\n")
 	}
@@ -105,7 +115,7 @@ func glyph(s Status) string {
 
 // writeSteps writes the compact step list: mark, name, status, "cached" or
 // the duration, and the step's one-line detail.
-func writeSteps(b *strings.Builder, steps []StepSummary, st termStyles, verbose bool) {
+func writeSteps(b *strings.Builder, steps []StepSummary, st termStyles, verbose bool, width int) {
 	nameW, timeW := 0, 0
 	times := make([]string, len(steps))
 	for i, s := range steps {
@@ -129,6 +139,9 @@ func writeSteps(b *strings.Builder, steps []StepSummary, st termStyles, verbose 
 		line := "  " + style.Render(glyph(s.Status)) + " " + padRight(clean(s.Name), nameW) +
 			"  " + style.Render(padRight(clean(word), 4))
 		detail := firstLine(clean(s.Detail))
+		if from := s.CachedFrom(); from != "" {
+			detail = strings.TrimPrefix(detail+" · "+from, " · ")
+		}
 		switch {
 		case detail != "":
 			line += "  " + padRight(times[i], timeW) + "  " + st.dim.Render(detail)
@@ -137,7 +150,7 @@ func writeSteps(b *strings.Builder, steps []StepSummary, st termStyles, verbose 
 		}
 		b.WriteString(line + "\n")
 		if s.Explain != "" && verbose { // the engine always sets it; --explain shows it on its own
-			writeIndented(b, "    ", st.dim.Render("why:")+" ", "         ", clean(s.Explain))
+			writeIndented(b, "    ", st.dim.Render("why:")+" ", "         ", clean(s.Explain), width)
 		}
 		if s.Log != "" && (verbose || s.Status == Fail) {
 			b.WriteString("    " + st.dim.Render("log: "+clean(s.Log)) + "\n")
@@ -147,20 +160,28 @@ func writeSteps(b *strings.Builder, steps []StepSummary, st termStyles, verbose 
 
 // writeChecks writes one line per item, expanding failures and warnings (or
 // everything, when verbose) into their evidence and fix.
-func writeChecks(b *strings.Builder, cs []Check, st termStyles, verbose bool) {
+func writeChecks(b *strings.Builder, cs []Check, cached map[string]bool, st termStyles, verbose bool, width int) {
+	// An item of a cached step says so after its title.
+	titleOf := func(c Check) string {
+		t := clean(c.Title)
+		if t == "" {
+			t = clean(c.ID)
+		}
+		if cached[c.Step] {
+			t += " (cached)"
+		}
+		return t
+	}
 	titleW := 0
 	for _, c := range cs {
-		if w := lipgloss.Width(clean(c.Title)); w <= maxTitleColumn {
+		if w := lipgloss.Width(titleOf(c)); w <= maxTitleColumn {
 			titleW = max(titleW, w)
 		}
 	}
 	for _, c := range cs {
 		style := st.of(c.Status)
 		expand := verbose || c.Status.Rank() >= Warn.Rank()
-		title := clean(c.Title)
-		if title == "" {
-			title = clean(c.ID)
-		}
+		title := titleOf(c)
 		titleStyle := st.plain
 		if c.Status == Skip {
 			titleStyle = st.skip
@@ -172,51 +193,90 @@ func writeChecks(b *strings.Builder, cs []Check, st termStyles, verbose bool) {
 		}
 		if trailer == "" {
 			line += titleStyle.Render(title)
+			b.WriteString(line + "\n")
 		} else {
-			line += titleStyle.Render(padRight(title, titleW)) + "  " + st.dim.Render(truncate(trailer, maxTrailer))
+			line += titleStyle.Render(padRight(title, titleW)) + "  "
+			// The trailer wraps in its own column, or under the title when
+			// that column is too narrow.
+			col := lipgloss.Width(line)
+			if width > 0 && width-col < 30 {
+				b.WriteString(line + "\n")
+				line, col = "    ", 4
+			}
+			for i, l := range wrap(trailer, width-col) {
+				if i > 0 {
+					line = strings.Repeat(" ", col)
+				}
+				b.WriteString(line + st.dim.Render(l) + "\n")
+			}
 		}
-		b.WriteString(line + "\n")
 		if !expand {
 			continue
 		}
 		if loc := c.location(); loc != "" {
-			b.WriteString("    • at " + clean(loc) + "\n")
+			writeIndented(b, "    ", "• ", "  ", "at "+clean(loc), width)
 		}
 		for _, e := range c.Evidence {
 			if strings.TrimSpace(e) == "" {
 				continue
 			}
-			writeIndented(b, "    ", "• ", "  ", clean(e))
+			writeIndented(b, "    ", "• ", "  ", clean(e), width)
 		}
 		if h := strings.TrimSpace(c.Hint); h != "" {
-			writeIndented(b, "    ", style.Render("→ fix:")+" ", "       ", clean(h))
+			writeIndented(b, "    ", style.Render("→ fix:")+" ", "       ", clean(h), width)
 		}
 	}
 }
 
+// maxTrailerItems is how many evidence items a collapsed item's line shows
+// (steps put their summary first); the rest are counted, and -v shows them.
+const maxTrailerItems = 3
+
 // trailer is the short text after a collapsed item's title: the skip reason
-// for a skip, else the first line of each evidence, joined with " · ".
-func (c Check) trailer() string {
+// for a skip, else the first line of the first few evidence items, joined
+// with " · ", whole, and how many more there are.
+func (c Check) trailer() string { return c.trailerWith("-v shows them") }
+
+// trailerWith is trailer with its own words for where the rest is.
+func (c Check) trailerWith(rest string) string {
 	if c.Status == Skip {
 		return firstLine(clean(c.reason()))
 	}
 	var parts []string
+	more := 0
 	for _, e := range c.Evidence {
 		if s := firstLine(clean(e)); s != "" {
+			if len(parts) == maxTrailerItems {
+				more++
+				continue
+			}
 			parts = append(parts, s)
 		}
+	}
+	if more > 0 {
+		parts = append(parts, fmt.Sprintf("(%d more; %s)", more, rest))
 	}
 	return strings.Join(parts, " · ")
 }
 
 // writeIndented writes text after indent+label, continuation lines after
-// indent+cont (cont is as wide as the label, so the text lines up).
-func writeIndented(b *strings.Builder, indent, label, cont, text string) {
-	for i, l := range lines(text) {
-		if i == 0 {
-			b.WriteString(indent + label + l + "\n")
-		} else {
-			b.WriteString(strings.TrimRight(indent+cont+l, " ") + "\n")
+// indent+cont (cont is as wide as the label, so the text lines up). With a
+// width, a line longer than the terminal wraps at a space (or, for a word
+// wider than the room, anywhere) and continues under itself: nothing is cut.
+func writeIndented(b *strings.Builder, indent, label, cont, text string, width int) {
+	room := 0
+	if width > 0 {
+		room = max(width-lipgloss.Width(indent+cont), 20)
+	}
+	first := true
+	for _, l := range lines(text) {
+		for _, part := range wrap(l, room) {
+			if first {
+				b.WriteString(indent + label + part + "\n")
+				first = false
+			} else {
+				b.WriteString(strings.TrimRight(indent+cont+part, " ") + "\n")
+			}
 		}
 	}
 }
@@ -228,17 +288,57 @@ func padRight(s string, w int) string {
 	return s
 }
 
-// truncate cuts s to at most n cells, ending in "…" when cut.
-func truncate(s string, n int) string {
-	if lipgloss.Width(s) <= n {
-		return s
+// Wrap splits a line into parts of at most width cells (see wrap): for
+// text printed once on a terminal that should wrap under itself.
+func Wrap(s string, width int) []string { return wrap(s, width) }
+
+// wrap splits a line into parts of at most width cells, breaking at spaces
+// where it can and inside a word only when the word alone is too wide;
+// width <= 0 keeps the line whole. The parts together hold all of s.
+func wrap(s string, width int) []string {
+	if width <= 0 || lipgloss.Width(s) <= width {
+		return []string{s}
 	}
-	rs := []rune(s)
-	if len(rs) > n {
-		rs = rs[:n]
+	// Leading spaces (a compiler's source excerpt) stay with the first part.
+	lead := len(s) - len(strings.TrimLeft(s, " "))
+	var out []string
+	cur := s[:lead]
+	for _, w := range strings.Fields(s[lead:]) {
+		switch {
+		case strings.TrimSpace(cur) == "":
+			cur += w
+		case lipgloss.Width(cur)+1+lipgloss.Width(w) <= width:
+			cur += " " + w
+		default:
+			out = append(out, cur)
+			cur = w
+		}
+		for lipgloss.Width(cur) > width { // a word wider than the room
+			rs := []rune(cur)
+			n := len(rs)
+			for n > 1 && lipgloss.Width(string(rs[:n])) > width {
+				n--
+			}
+			out = append(out, string(rs[:n]))
+			cur = string(rs[n:])
+		}
 	}
-	for len(rs) > 0 && lipgloss.Width(string(rs))+1 > n {
-		rs = rs[:len(rs)-1]
+	if cur != "" || len(out) == 0 {
+		out = append(out, cur)
 	}
-	return strings.TrimRight(string(rs), " ") + "…"
+	return out
+}
+
+// CachedFrom says where a cached step's result comes from: "from the run
+// of 2026-12-02 10:04 UTC" ("" for a step that ran). The result's figures
+// (a smoke run's seed) are that run's.
+func (s StepSummary) CachedFrom() string {
+	if !s.Cached {
+		return ""
+	}
+	t, err := time.Parse(time.RFC3339, s.CachedAt)
+	if err != nil {
+		return "from an earlier run"
+	}
+	return "from the run of " + t.UTC().Format("2006-01-02 15:04 UTC")
 }

@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -69,4 +70,16 @@ func skipEscape(s string, i int) int {
 		return len(s)
 	}
 	return i + 2 // a two-byte escape such as ESC 7
+}
+
+// String is "file:line:col" (line and col when known).
+func (l Location) String() string {
+	s := l.File
+	if l.Line > 0 {
+		s += ":" + strconv.Itoa(l.Line)
+		if l.Col > 0 {
+			s += ":" + strconv.Itoa(l.Col)
+		}
+	}
+	return s
 }

@@ -84,7 +84,7 @@ func (e *Engine) Run(ctx context.Context, pipeline []Step) (*Run, error) {
 		if blocked != "" {
 			reason := "not run: " + blocked + " failed"
 			r.Steps = append(r.Steps, checks.StepSummary{Name: st.Name(), Status: checks.Skip, Detail: reason})
-			r.Checks = append(r.Checks, checks.Check{ID: st.Name(), Title: title(st), Status: checks.Skip, Evidence: []string{reason}})
+			r.Checks = append(r.Checks, skippedChecks(st, e.Opts.Backend, reason)...)
 			e.emit(Event{Kind: EventFinished, Step: st.Name(), Summary: r.Steps[len(r.Steps)-1]})
 			continue
 		}
@@ -173,6 +173,7 @@ func (e *Engine) runStep(ctx context.Context, st Step) (checks.StepSummary, Resu
 			explain = why
 			if ok && json.Unmarshal(old.Output, cs.Output()) == nil {
 				sum.Cached = true
+				sum.CachedAt = old.Created.UTC().Format(time.RFC3339)
 				sum.Log = logPath
 				return finish(Result{Checks: old.Checks, Detail: old.Detail}, why)
 			} else if ok {

@@ -29,6 +29,9 @@ func (s *KernelStep) Name() string  { return "kernel" }
 func (s *KernelStep) Title() string { return "Kernel build (runner)" }
 func (s *KernelStep) Output() any   { return &s.Out }
 
+// CheckIDs: the build is one item.
+func (s *KernelStep) CheckIDs(string) []string { return []string{"kernel"} }
+
 func (s *KernelStep) cmakeDir(sc *Context) string { return filepath.Join(sc.BuildDir, "cmake") }
 
 func (s *KernelStep) runnerName(sc *Context) string { return "orchard-runner-" + sc.Backend }

@@ -19,6 +19,11 @@ func (s *LogInspectStep) Name() string  { return "logs" }
 func (s *LogInspectStep) Title() string { return "Log inspection" }
 func (s *LogInspectStep) Output() any   { return &struct{}{} }
 
+// CheckIDs: the three verdicts of logs.CheckRun.
+func (s *LogInspectStep) CheckIDs(string) []string {
+	return []string{logs.CheckKernelCalls, logs.CheckLogsClean, logs.CheckOnAccelerator}
+}
+
 // Key: the smoke run it judges. A cached smoke step keeps its run id, so
 // its verdict on the log is reused with it; a new smoke run is inspected
 // afresh.

@@ -26,6 +26,9 @@ type RacesStep struct {
 func (s *RacesStep) Name() string  { return "races" }
 func (s *RacesStep) Title() string { return "No data races (ThreadSanitizer)" }
 
+// CheckIDs: one item for all the race cases.
+func (s *RacesStep) CheckIDs(string) []string { return []string{"races"} }
+
 // A TSan frame that points into a kernel source: "#0 attn_fwd<…> /x/attn_fwd.metal:123:9 (…)".
 var tsanFrameRE = regexp.MustCompile(`#\d+ (.*) (\S+\.(?:metal|h)):(\d+)`)
 

@@ -53,7 +53,7 @@ func TestParseDiagnostics(t *testing.T) {
 	if ds[1].Col != 0 || ds[1].Severity != "warning" || len(ds[0].Context) != 2 {
 		t.Fatalf("diagnostics: %+v", ds)
 	}
-	c := diagnosticsCheck("shaders", "Shaders compile", out, nil, "fix it")
+	c := diagnosticsCheck("shaders", "Shaders compile", out, nil, "fix it", nil)
 	if c.Status != checks.Fail || c.File != "/rt/kernels/attn_fwd.metal" || c.Line != 42 ||
 		!strings.HasPrefix(c.Evidence[0], "/rt/kernels/attn_fwd.metal:42:7: error:") {
 		t.Fatalf("check: %+v", c)

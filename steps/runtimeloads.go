@@ -32,6 +32,9 @@ type RuntimeLoadsStep struct {
 func (s *RuntimeLoadsStep) Name() string  { return "runtime-loads" }
 func (s *RuntimeLoadsStep) Title() string { return "Runtime loads" }
 
+// CheckIDs: one item, the runner's answer.
+func (s *RuntimeLoadsStep) CheckIDs(string) []string { return []string{"runtime-loads"} }
+
 func (s *RuntimeLoadsStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	info, err := runnerFor(s.Kernel).Info(ctx, execFor(sc, nil))
 	if err != nil {

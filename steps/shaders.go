@@ -41,6 +41,9 @@ func (s *ShadersStep) Name() string  { return "shaders" }
 func (s *ShadersStep) Title() string { return "Shaders compile" }
 func (s *ShadersStep) Output() any   { return &s.Out }
 
+// CheckIDs: one "shaders" item, whatever the number of files.
+func (s *ShadersStep) CheckIDs(string) []string { return []string{"shaders"} }
+
 func (s *ShadersStep) metal() bool {
 	return s.B.Toolchain != nil && s.B.Toolchain.Out.MetalPath != ""
 }
@@ -107,7 +110,8 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 				Hint: "follow the emu conventions for kernel signatures and threadgroup memory (docs/emu.md)"}
 			var se *emugen.SourceError
 			if errors.As(err, &se) {
-				c.File, c.Line = se.File, se.Line
+				c.File, c.Line = s.B.SourcePath(sc.BuildDir, se.File), se.Line
+				c.Locations = []checks.Location{{File: c.File, Line: se.Line, Message: se.Msg}}
 			}
 			res.Checks = append(res.Checks, c)
 			continue
@@ -122,6 +126,7 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		units = append(units, out)
 	}
 	if len(res.Checks) > 0 {
+		res.Checks = mergeChecks(res.Checks)
 		res.Detail = "the emu pre-pass rejected a kernel"
 		return res, nil
 	}
@@ -155,6 +160,7 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		return Result{}, ctx.Err()
 	}
 	failed := 0
+	where := func(f string) string { return s.B.SourcePath(sc.BuildDir, f) }
 	for _, o := range outs {
 		if o.err == nil {
 			continue
@@ -165,9 +171,10 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 			return Result{}, o.err
 		}
 		res.Checks = append(res.Checks, diagnosticsCheck("shaders", s.Title(), o.out, []string{o.err.Error()},
-			"fix the error at the .metal line above, then rerun 'orchard rebuild'"))
+			"fix the error at the .metal line above, then rerun 'orchard rebuild'", where))
 	}
 	if failed > 0 {
+		res.Checks = mergeChecks(res.Checks)
 		res.Detail = fmt.Sprintf("%d of %d kernel files failed to compile", failed, len(units))
 		return res, nil
 	}
@@ -210,7 +217,8 @@ func (s *ShadersStep) compileMetal(ctx context.Context, sc *Context, root string
 			if !errors.As(err, &ee) {
 				return "", nil, err
 			}
-			c := diagnosticsCheck("shaders", s.Title(), b.String(), []string{err.Error()}, "fix the error at the .metal line above (the Metal compiler is stricter than emu)")
+			c := diagnosticsCheck("shaders", s.Title(), b.String(), []string{err.Error()}, "fix the error at the .metal line above (the Metal compiler is stricter than emu)",
+				func(f string) string { return s.B.SourcePath(sc.BuildDir, f) })
 			return "", &c, nil
 		}
 		airs = append(airs, air)

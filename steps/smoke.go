@@ -41,6 +41,9 @@ func (s *SmokeStep) Name() string  { return "smoke" }
 func (s *SmokeStep) Title() string { return "Smoke forward/backward" }
 func (s *SmokeStep) Output() any   { return &s.Out }
 
+// CheckIDs: the forward and the backward verdicts.
+func (s *SmokeStep) CheckIDs(string) []string { return []string{"forward", "backward"} }
+
 // Key: the runner binary (and metallib), the suite, the mode; the seed
 // only when the user chose one (fresh inputs otherwise).
 func (s *SmokeStep) Key(sc *Context) (KeyInputs, error) {

@@ -63,6 +63,18 @@ func (s *ToolchainStep) Name() string { return "toolchain" }
 // Title is the step's checklist title.
 func (s *ToolchainStep) Title() string { return "Toolchain" }
 
+// CheckIDs: the probes Run makes for backend on this machine.
+func (s *ToolchainStep) CheckIDs(backend string) []string {
+	ids := []string{ProbeOS, ProbeCMake, ProbeCXX}
+	switch {
+	case backend == BackendMetal:
+		ids = append(ids, ProbeGPU, ProbeXcrun, ProbeXcode, ProbeMetal, ProbeMetallib)
+	case s.Prober != nil && s.Prober.GOOS == "darwin":
+		ids = append(ids, ProbeMetal, ProbeMetallib)
+	}
+	return ids
+}
+
 // Run probes the tools for sc.Backend ("emu" when empty).
 func (s *ToolchainStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	p := s.Prober

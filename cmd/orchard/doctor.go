@@ -151,7 +151,14 @@ func runDoctor(ctx context.Context, opts *DoctorOptions) error {
 			fmt.Fprintln(f.IO.Out)
 		}
 		if err := runFixes(ctx, f, d.commands, opts.RunFix); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			// The report still ends the run: the probes as they were, and
+			// the fix that failed.
+			d.report.Checks = append(d.report.Checks, checks.Check{ID: "fix", Title: "Install what is missing", Status: checks.Fail,
+				Evidence: []string{err.Error()}, Hint: "run that command by hand to see why it failed (docs/troubleshooting.md)"})
+			return finishReport(f, d.report, opts.ReportOptions, err)
 		}
 		ran = true
 		p.Reset()
@@ -161,9 +168,7 @@ func runDoctor(ctx context.Context, opts *DoctorOptions) error {
 		}
 		fmt.Fprintln(w, bold.Render("After the fixes:"))
 	}
-	if err := emitReport(f, d.report, opts.ReportOptions); err != nil {
-		return err
-	}
+	reportErr := emitReport(f, d.report, opts.ReportOptions)
 	fmt.Fprintf(w, "Backend: auto picks %s (%s)\n", d.auto, d.autoReason)
 
 	if opts.Fix {
@@ -177,9 +182,12 @@ func runDoctor(ctx context.Context, opts *DoctorOptions) error {
 		}
 	}
 	if len(d.failed) > 0 || d.backendErr != nil {
+		if reportErr != nil {
+			fmt.Fprintln(f.IO.ErrOut, "orchard: "+reportErr.Error())
+		}
 		return envErrorf("%s", missingMessage(d, opts.Fix))
 	}
-	return nil
+	return reportErr
 }
 
 // missingMessage names each failed required probe with its fix, once each;

@@ -272,3 +272,27 @@ func TestDoctorColorAlways(t *testing.T) {
 		t.Errorf("exit %d; --color always gave no escape sequences:\n%q", code, out)
 	}
 }
+
+// A failed install still ends with the report: one JSON document with the
+// probes and the failed fix.
+func TestDoctorFixYesFailingCommandJSON(t *testing.T) {
+	requireDebian(t)
+	dir := doctorPathWithout(t, "cmake")
+	pm := &fakePackageManager{dir: dir, fail: true}
+	ios, outBuf, errBuf := testIOStreams(map[string]string{"PATH": dir})
+	f := &Factory{IO: ios, Global: &GlobalOptions{Backend: "auto", Color: "never", JSON: true}}
+	cmd := newDoctorCmd(f, func(o *DoctorOptions) error {
+		o.RunFix = pm.run
+		return runDoctor(context.Background(), o)
+	})
+	cmd.SetArgs([]string{"--fix", "--yes"})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	code := exitCode(context.Background(), cmd.ExecuteContext(context.Background()), ios)
+	out, errOut := outBuf.String(), errBuf.String()
+	r := decodeOne(t, out)
+	if code != exitEnvironment || r.OK || checkByID(r, "fix") == nil || checkByID(r, "fix").Status != checks.Fail ||
+		!strings.Contains(errOut, "orchard: fix failed: apt-get install -y cmake") {
+		t.Fatalf("exit %d, report %+v\nstderr:\n%s", code, r, errOut)
+	}
+}

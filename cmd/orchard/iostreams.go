@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/mattn/go-isatty"
 	"github.com/muesli/termenv"
+	"golang.org/x/sys/unix"
 )
 
 // IOStreams is the only way commands reach the terminal: Out for results,
@@ -20,6 +22,11 @@ type IOStreams struct {
 	OutTTY bool
 	ErrTTY bool
 
+	// OutWidth and ErrWidth are the terminal widths of the streams, in
+	// cells (nil or 0: not a terminal, or unknown).
+	OutWidth func() int
+	ErrWidth func() int
+
 	// Getenv reads the environment (injected so tests control it).
 	Getenv func(string) string
 }
@@ -27,14 +34,49 @@ type IOStreams struct {
 // systemIOStreams wires the process's own streams.
 func systemIOStreams() *IOStreams {
 	return &IOStreams{
-		In:     os.Stdin,
-		Out:    os.Stdout,
-		ErrOut: os.Stderr,
-		OutTTY: isTerminal(os.Stdout),
-		ErrTTY: isTerminal(os.Stderr),
-		Getenv: os.Getenv,
+		In:       os.Stdin,
+		Out:      os.Stdout,
+		ErrOut:   os.Stderr,
+		OutTTY:   isTerminal(os.Stdout),
+		ErrTTY:   isTerminal(os.Stderr),
+		OutWidth: func() int { return terminalWidth(os.Stdout, os.Getenv) },
+		ErrWidth: func() int { return terminalWidth(os.Stderr, os.Getenv) },
+		Getenv:   os.Getenv,
 	}
 }
+
+// terminalWidth asks the terminal behind f for its width (TIOCGWINSZ), each
+// call, so a resized window is followed; COLUMNS when the terminal does not
+// say; 0 when f is not a terminal.
+func terminalWidth(f *os.File, getenv func(string) string) int {
+	if !isTerminal(f) {
+		return 0
+	}
+	if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+		return int(ws.Col)
+	}
+	if n, err := strconv.Atoi(getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	return 80
+}
+
+// width is the width of a stream (0 when unknown or not a terminal).
+func width(fn func() int) int {
+	if fn == nil {
+		return 0
+	}
+	return fn()
+}
+
+// liveProgress reports whether progress on stderr may redraw a line: a
+// terminal that can move the cursor (not TERM=dumb), outside CI.
+func (s *IOStreams) liveProgress() bool {
+	return s.ErrTTY && s.Getenv("CI") == "" && !dumbTerminal(s.Getenv)
+}
+
+// dumbTerminal is TERM=dumb: no cursor movement, no spinner, no colour.
+func dumbTerminal(getenv func(string) string) bool { return getenv("TERM") == "dumb" }
 
 func isTerminal(f *os.File) bool {
 	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
@@ -53,7 +95,8 @@ func testIOStreams(env map[string]string) (*IOStreams, *bytes.Buffer, *bytes.Buf
 
 // decideColor makes the one colour decision of a run, in this order: the
 // --color flag (always|never), a non-empty NO_COLOR (off), CLICOLOR_FORCE
-// set and not "0" (on), CLICOLOR=0 (off), then whether the stream is a TTY.
+// set and not "0" (on), CLICOLOR=0 or TERM=dumb (off), then whether the
+// stream is a TTY.
 func decideColor(flag string, getenv func(string) string, tty bool) bool {
 	switch flag {
 	case "always":
@@ -67,7 +110,7 @@ func decideColor(flag string, getenv func(string) string, tty bool) bool {
 	if v := getenv("CLICOLOR_FORCE"); v != "" && v != "0" {
 		return true
 	}
-	if getenv("CLICOLOR") == "0" {
+	if getenv("CLICOLOR") == "0" || dumbTerminal(getenv) {
 		return false
 	}
 	return tty

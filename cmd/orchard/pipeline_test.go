@@ -152,7 +152,7 @@ func TestRebuildCachesVerifiesAndForces(t *testing.T) {
 func TestVerifyWithoutBuildSaysRebuild(t *testing.T) {
 	dir := t.TempDir()
 	code, out, errOut := runCLI(t, nil, "verify", "--build-dir", dir)
-	if code != exitEnvironment || out != "" || !strings.Contains(errOut, "run 'orchard rebuild' first") {
+	if code != exitEnvironment || !strings.Contains(out, "run 'orchard rebuild") || !strings.Contains(out, "[✗] A build to verify") {
 		t.Fatalf("verify on an empty dir: %d %q %q", code, out, errOut)
 	}
 }

@@ -13,14 +13,19 @@ import (
 )
 
 // progress renders engine events on stderr: on a TTY a live line per step
-// with a spinner, the elapsed time and the latest progress message; piped,
-// plain lines ("==> step", "    ok step 1.2s"). In GitHub Actions each
-// step's full log is folded into a ::group:: after it finishes.
+// with a spinner, the elapsed time and the latest progress message, cut to
+// the terminal's width so a redraw never leaves a wrapped line behind, and
+// replaced by the step's final line when it ends (each step appears once);
+// piped, plain lines ("==> step", then the final line), never cut. In
+// GitHub Actions each step's full log is folded into a ::group:: after it
+// finishes.
 type progress struct {
 	w      io.Writer
 	live   bool
 	github bool
 	r      *lipgloss.Renderer
+	// width is the terminal's width (nil or 0: 80).
+	width func() int
 
 	mu      sync.Mutex
 	step    string
@@ -64,6 +69,9 @@ func (p *progress) Event(ev steps.Event) {
 		p.stopTickerLocked()
 		p.clearLocked()
 		fmt.Fprintln(p.w, p.finishedLine(ev.Summary))
+		if ev.Summary.Status == checks.Fail && ev.Summary.Log != "" {
+			fmt.Fprintln(p.w, "    "+p.r.NewStyle().Faint(true).Render("log: "+ev.Summary.Log))
+		}
 		if p.github && ev.Summary.Log != "" && !ev.Summary.Cached && ev.Summary.Status != checks.Skip {
 			_ = checksGitHubGroupFile(p.w, ev.Summary.Name+" output", ev.Summary.Log)
 		}
@@ -98,10 +106,40 @@ func (p *progress) finishedLine(s checks.StepSummary) string {
 		when = "" // never ran
 	}
 	line := fmt.Sprintf("%s %-14s %8s", style.Render(mark), s.Name, when)
-	if s.Detail != "" {
-		line += "  " + p.r.NewStyle().Faint(true).Render(truncate(s.Detail, 70))
+	detail := strings.ReplaceAll(s.Detail, "\n", " ")
+	if from := s.CachedFrom(); from != "" {
+		detail = strings.TrimPrefix(detail+" · "+from, " · ")
+	}
+	if detail == "" {
+		return line
+	}
+	// Printed once, never redrawn: it is never cut. On a terminal a long
+	// detail wraps under itself; piped, it stays on one line.
+	dim := p.r.NewStyle().Faint(true)
+	col := lipgloss.Width(line) + 2
+	parts := []string{detail}
+	if w := p.termWidth(); p.live && w-col >= 20 {
+		parts = checks.Wrap(detail, w-1-col)
+	}
+	for i, part := range parts {
+		if i > 0 {
+			line += "\n" + strings.Repeat(" ", col)
+		} else {
+			line += "  "
+		}
+		line += dim.Render(part)
 	}
 	return line
+}
+
+// termWidth is the terminal's width (80 when it does not say).
+func (p *progress) termWidth() int {
+	if p.width != nil {
+		if n := p.width(); n > 0 {
+			return n
+		}
+	}
+	return 80
 }
 
 func (p *progress) startTicker() {
@@ -139,9 +177,12 @@ func (p *progress) drawLocked() {
 	if !p.live || p.step == "" {
 		return
 	}
+	w := p.termWidth()
 	spin := p.r.NewStyle().Foreground(lipgloss.Color("6")).Render(spinnerFrames[p.frame%len(spinnerFrames)])
-	line := fmt.Sprintf("%s %-14s %8s  %s", spin, p.step, formatDuration(time.Since(p.started)), truncate(p.msg, 60))
-	fmt.Fprintf(p.w, "\r\x1b[2K%s", line)
+	// One cell short of the width: a line that fills the last column makes
+	// some terminals wrap before the next \r.
+	rest := fitCells(fmt.Sprintf(" %-14s %8s  %s", p.step, formatDuration(time.Since(p.started)), p.msg), w-2)
+	fmt.Fprintf(p.w, "\r\x1b[2K%s%s", spin, rest)
 }
 
 func (p *progress) clearLocked() {
@@ -168,11 +209,19 @@ func formatDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-func truncate(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	r := []rune(s)
-	if len(r) <= n {
+// fitCells is s on one line cut to at most n terminal cells, ending in "…"
+// when cut: only for the live line, which is redrawn and must never wrap.
+func fitCells(s string, n int) string {
+	s = strings.TrimRight(strings.ReplaceAll(s, "\n", " "), " ")
+	if lipgloss.Width(s) <= n {
 		return s
 	}
-	return string(r[:n-1]) + "…"
+	r := []rune(s)
+	if len(r) > n {
+		r = r[:n]
+	}
+	for len(r) > 0 && lipgloss.Width(string(r))+1 > n {
+		r = r[:len(r)-1]
+	}
+	return string(r) + "…"
 }

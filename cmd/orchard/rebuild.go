@@ -86,12 +86,19 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 	prober := steps.NewProber(f.IO.Getenv)
 	if opts.Fix {
 		if err := fixEnvironment(ctx, f, prober); err != nil {
+			var ee *exitError
+			if ctx.Err() == nil && errors.As(err, &ee) && ee.code == exitEnvironment {
+				// A failed install still ends with the report; the message
+				// stays on stderr.
+				pe := steps.Preflight("fix", "Install what is missing", "run that command by hand to see why it failed (docs/troubleshooting.md)", true, ee.msg)
+				_ = reportPreflight(f, "rebuild", f.Global.Backend, "", opts.ReportOptions, pe)
+			}
 			return err
 		}
 	}
 	t, err := f.resolveTarget(ctx, prober, opts.Seed, opts.seedSet)
 	if err != nil {
-		return err
+		return f.preflightFailed("rebuild", opts.ReportOptions, err)
 	}
 	t.build.Race = opts.Race
 	return runPipeline(ctx, f, rebuildPipeline(t.build), pipelineRun{
@@ -143,7 +150,8 @@ type target struct {
 func (f *Factory) resolveTarget(ctx context.Context, p *steps.Prober, seed uint64, seedSet bool) (*target, error) {
 	backend, reason, err := steps.ResolveBackend(ctx, f.Global.Backend, p)
 	if err != nil {
-		return nil, envErrorf("%v", err)
+		return nil, steps.Preflight("backend", "Backend "+f.Global.Backend+" available",
+			"use --backend emu, or see what is missing with 'orchard doctor --backend "+f.Global.Backend+"'", true, err.Error())
 	}
 	dir, err := f.resolveBuildDir(backend)
 	if err != nil {
@@ -183,8 +191,12 @@ type pipelineRun struct {
 // runPipeline runs steps under the engine with live progress on stderr and
 // prints the report; it maps the outcome to an error for exitCode.
 func runPipeline(ctx context.Context, f *Factory, pipeline []steps.Step, pr pipelineRun) error {
-	prog := newProgress(f.IO.ErrOut, f.IO.ErrTTY && f.IO.Getenv("CI") == "", f.IO.Getenv("GITHUB_ACTIONS") == "true",
+	prog := newProgress(f.IO.ErrOut, f.IO.liveProgress(), f.IO.Getenv("GITHUB_ACTIONS") == "true",
 		renderer(f.IO.ErrOut, f.ErrColor(), f.IO.Getenv))
+	prog.width = f.IO.ErrWidth
+	// The live progress leaves each step's final line on the screen the
+	// report goes to: the report does not list the steps again.
+	pr.ro.stepsShown = prog.live && f.IO.OutTTY
 	o := pr.opts
 	o.BuildDir, o.Backend, o.Who = pr.dir, pr.backend, "orchard "+pr.command
 	o.Verbose = f.Global.Verbose
@@ -193,32 +205,43 @@ func runPipeline(ctx context.Context, f *Factory, pipeline []steps.Step, pr pipe
 	run, err := steps.New(o).Run(ctx, pipeline)
 	prog.Close()
 
-	var busy *steps.ErrBusy
 	switch {
-	case errors.As(err, &busy):
-		return envErrorf("%v", busy)
+	case asPreflight(err) != nil:
+		return reportPreflight(f, pr.command, pr.backend, pr.dir, pr.ro, err)
 	case err != nil && run == nil:
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return err
 	}
+	steps.AttributeChecks(pipeline, pr.backend, run.Checks)
 	r := &checks.Report{Command: pr.command, Backend: pr.backend, BuildDir: pr.dir, Steps: run.Steps, Checks: run.Checks}
 	if err != nil {
 		// Interrupted: show what ran, then exit 130.
 		r.Checks = append(r.Checks, checks.Check{ID: "interrupted", Title: "run interrupted", Status: checks.Fail,
 			Evidence: []string{"the run was interrupted; the interrupted step left no stamp"}, Hint: "run the command again to resume"})
-		_ = emitReport(f, r, pr.ro)
-		return err
+		return finishReport(f, r, pr.ro, err)
 	}
-	if eerr := emitReport(f, r, pr.ro); eerr != nil {
-		return eerr
-	}
+	r.Finish()
+	var outcome error
 	switch {
 	case run.EnvFailure:
-		return envErrorf("the environment cannot run the steps; run 'orchard doctor --fix' to see how to fix it")
+		outcome = envErrorf("the environment cannot run the steps; run 'orchard doctor --fix' to see how to fix it")
 	case !r.OK:
-		return errSilent
+		outcome = errSilent
 	}
-	return nil
+	return finishReport(f, r, pr.ro, outcome)
+}
+
+// preflightFailed reports a failure before the pipeline (the backend cannot
+// run here, say) as a report of that one check; other errors (usage) are
+// returned as they are.
+func (f *Factory) preflightFailed(command string, ro ReportOptions, err error) error {
+	backend, dir := f.Global.Backend, ""
+	if backend != "" && backend != steps.BackendAuto {
+		if d, derr := f.resolveBuildDir(backend); derr == nil {
+			dir = d
+		}
+	}
+	return reportPreflight(f, command, backend, dir, ro, err)
 }

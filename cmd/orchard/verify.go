@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -50,7 +51,7 @@ func runVerify(ctx context.Context, opts *VerifyOptions) error {
 	f := opts.F
 	t, err := f.resolveTarget(ctx, steps.NewProber(f.IO.Getenv), opts.Seed, opts.seedSet)
 	if err != nil {
-		return err
+		return f.preflightFailed("verify", opts.ReportOptions, err)
 	}
 	b, backend, dir := t.build, t.backend, t.dir
 	shaders := &steps.ShadersStep{B: b}
@@ -60,10 +61,12 @@ func runVerify(ctx context.Context, opts *VerifyOptions) error {
 		err = steps.LoadOutput(dir, "kernel", &kernel.Out)
 	}
 	if err != nil {
+		pe := steps.Preflight("build", "A build to verify", "run '"+b.Rerun("rebuild")+"' first", true,
+			fmt.Sprintf("the build in %s is incomplete (%v)", dir, err))
 		if errors.Is(err, os.ErrNotExist) {
-			return envErrorf("no build of the %s backend in %s: run 'orchard rebuild' first", backend, dir)
+			pe.Check.Evidence = []string{fmt.Sprintf("no build of the %s backend in %s", backend, dir)}
 		}
-		return envErrorf("the build in %s is incomplete (%v): run 'orchard rebuild'", dir, err)
+		return reportPreflight(f, "verify", backend, dir, opts.ReportOptions, pe)
 	}
 	// verify is rebuild's checking tail: same steps, never from the cache.
 	smoke := &steps.SmokeStep{B: b, Kernel: kernel}
