@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 )
 
@@ -31,7 +32,62 @@ type Info struct {
 		MaxThreadgroupMemory     int `json:"max_threadgroup_memory"`
 		SimdWidth                int `json:"simd_width"`
 	} `json:"limits"`
+	// Kernels are the kernels the backend has (the metallib's functions, or
+	// the emu's compiled kernels).
 	Kernels []string `json:"kernels"`
+	// HostKernels are every kernel the host may dispatch (select.h).
+	HostKernels []string `json:"host_kernels"`
+	// MissingKernels are HostKernels the backend lacks, as the runner sees it.
+	MissingKernels []string `json:"missing_kernels"`
+}
+
+// Missing is the sorted kernels the host may dispatch that the backend
+// lacks: the runner's own missing_kernels and any HostKernels not in
+// Kernels.
+func (i Info) Missing() []string {
+	have := map[string]bool{}
+	for _, k := range i.Kernels {
+		have[k] = true
+	}
+	set := map[string]bool{}
+	for _, k := range i.MissingKernels {
+		set[k] = true
+	}
+	for _, k := range i.HostKernels {
+		if !have[k] {
+			set[k] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+// Undispatched is the sorted kernels the backend has that the host never
+// dispatches (empty when the runner does not report HostKernels): with
+// Missing, often a misspelt host_name.
+func (i Info) Undispatched() []string {
+	if len(i.HostKernels) == 0 {
+		return nil
+	}
+	host := map[string]bool{}
+	for _, k := range i.HostKernels {
+		host[k] = true
+	}
+	set := map[string]bool{}
+	for _, k := range i.Kernels {
+		if !host[k] {
+			set[k] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Info runs `runner info`.

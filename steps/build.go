@@ -1,10 +1,9 @@
 package steps
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"path/filepath"
+	"time"
 
 	"github.com/orchardkit/orchard/metalkern"
 )
@@ -30,6 +29,16 @@ type Build struct {
 	// shell-quoted ("--runtime ./rt", "--build-dir /tmp/b", "--backend emu"):
 	// Rerun puts them in every hint's command.
 	RerunFlags []string
+	// RunnerTimeout bounds each runner call (0: DefaultRunnerTimeout); the
+	// emu watchdog of the smoke runs is set well inside it.
+	RunnerTimeout time.Duration
+}
+
+func (b *Build) runnerTimeout() time.Duration {
+	if b == nil || b.RunnerTimeout <= 0 {
+		return DefaultRunnerTimeout
+	}
+	return b.RunnerTimeout
 }
 
 // RuntimeRoot is where the runtime sources are on disk: the ejected
@@ -50,21 +59,4 @@ func (b *Build) materialize(buildDir string) (string, error) {
 		return "", fmt.Errorf("write the runtime sources: %w", err)
 	}
 	return root, nil
-}
-
-// execForEnv is execFor with extra environment variables for the child.
-func execForEnv(sc *Context, onLine func(string), env ...string) metalkern.Exec {
-	return func(ctx context.Context, argv, extra []string, stdout io.Writer) error {
-		w := stdout
-		if sc.Log != nil {
-			w = io.MultiWriter(stdout, sc.Log)
-		}
-		return sc.Exec(ctx, Cmd{Args: argv, Stdout: w, OnLine: onLine, Env: append(append([]string{}, env...), extra...)})
-	}
-}
-
-// execFor adapts the step context's Exec (process groups, logs, timeouts)
-// to metalkern's runner client; stdout is also copied to the step log.
-func execFor(sc *Context, onLine func(string)) metalkern.Exec {
-	return execForEnv(sc, onLine)
 }

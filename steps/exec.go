@@ -1,17 +1,14 @@
 package steps
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/orchardkit/orchard/internal/proc"
+	"github.com/orchardkit/orchard/metalkern"
 )
 
 // Cmd is one child process a step runs: always an argument vector, never a
@@ -31,38 +28,14 @@ type Cmd struct {
 	Stdout io.Writer
 }
 
-// ExecError is a child that failed: it carries the exit status and the last
-// lines of its output as evidence.
-type ExecError struct {
-	Args     []string
-	ExitCode int
-	TimedOut time.Duration
-	Tail     []string
-	Err      error
-}
+// ExecError is a child that failed: how it ended (exit status, signal or
+// timeout) and the last lines of its output as evidence.
+type ExecError = proc.Error
 
-func (e *ExecError) Error() string {
-	name := e.Args[0]
-	switch {
-	case e.TimedOut > 0:
-		return fmt.Sprintf("%s timed out after %s", name, e.TimedOut)
-	case e.ExitCode >= 0:
-		return fmt.Sprintf("%s exited with status %d", name, e.ExitCode)
-	}
-	return fmt.Sprintf("%s: %v", name, e.Err)
-}
-
-func (e *ExecError) Unwrap() error { return e.Err }
-
-const tailLines = 40
-
-// Exec runs c to completion. Output goes to the step log (and OnLine). On
-// cancellation or timeout the child's whole process group is killed, so
-// nothing it started outlives the step.
+// Exec runs c to completion under package proc's rules (process group
+// killed on cancel or timeout, parent-death signal, bounded pipe waits).
+// Output goes to the step log (and OnLine).
 func (sc *Context) Exec(ctx context.Context, c Cmd) error {
-	if len(c.Args) == 0 {
-		return errors.New("exec: empty command")
-	}
 	timeout := c.Timeout
 	if timeout == 0 {
 		timeout = sc.Timeout
@@ -70,86 +43,63 @@ func (sc *Context) Exec(ctx context.Context, c Cmd) error {
 	if timeout == 0 {
 		timeout = 10 * time.Minute
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	cmd := exec.CommandContext(cctx, c.Args[0], c.Args[1:]...)
-	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), c.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		// The child leads its own process group: kill the group.
-		if cmd.Process != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-		return nil
-	}
-	cmd.WaitDelay = 2 * time.Second
-
-	pr, pw := io.Pipe()
-	if c.Stdout != nil {
-		cmd.Stdout = c.Stdout
-	} else {
-		cmd.Stdout = pw
-	}
-	cmd.Stderr = pw
-
 	log := sc.Log
 	if log == nil {
 		log = io.Discard
 	}
-	fmt.Fprintf(log, "$ %s\n", quoteArgs(c.Args))
-
-	var (
-		mu   sync.Mutex
-		tail []string
-		wg   sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(log, line)
-			mu.Lock()
-			tail = append(tail, line)
-			if len(tail) > tailLines {
-				tail = tail[1:]
-			}
-			mu.Unlock()
-			if c.OnLine != nil {
-				c.OnLine(line)
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-
+	if len(c.Args) > 0 {
+		fmt.Fprintf(log, "$ %s\n", quoteArgs(c.Args))
+	}
 	start := time.Now()
-	err := cmd.Start()
-	if err == nil {
-		err = cmd.Wait()
-	}
-	pw.Close()
-	wg.Wait()
+	err := proc.Run(ctx, proc.Cmd{Args: c.Args, Dir: c.Dir, Env: c.Env, Timeout: timeout,
+		Stdout: c.Stdout, Output: log, OnLine: c.OnLine})
 	fmt.Fprintf(log, "# %s (%s)\n", statusWord(err), time.Since(start).Round(time.Millisecond))
-	if err == nil {
-		return nil
+	return err
+}
+
+// DefaultRunnerTimeout bounds one runner call (info, one smoke case, one
+// `orchard attn` run) when no other limit is given: a smoke case takes tens
+// of milliseconds on emu, the largest a second or two.
+const DefaultRunnerTimeout = time.Minute
+
+// RunnerExec returns a metalkern.Exec for calls of the runner outside the
+// step engine (`orchard attn`), under the same rules as the steps' runner
+// calls: a process group of its own, killed whole on timeout or when ctx is
+// cancelled (Ctrl-C returns ctx.Err() at once, whatever a grandchild holds
+// open); a parent-death signal on Linux; timeout 0 means
+// DefaultRunnerTimeout. A failed call returns an *ExecError: its Error()
+// says "exited with status N", "was killed by SIGSEGV (segmentation
+// fault)" or "timed out after 1m0s and was killed", Tail holds the last
+// lines of the runner's stderr and LastLine() its own message
+// ("orchard-runner: ..."). stderr, when not nil, sees the runner's stderr
+// as it comes.
+func RunnerExec(timeout time.Duration, stderr io.Writer) metalkern.Exec {
+	if timeout <= 0 {
+		timeout = DefaultRunnerTimeout
 	}
-	ee := &ExecError{Args: c.Args, ExitCode: -1, Err: err, Tail: tail}
-	if ctx.Err() != nil {
-		// Interrupted by the caller: not the child's fault.
-		return ctx.Err()
+	return func(ctx context.Context, argv, env []string, stdout io.Writer) error {
+		return proc.Run(ctx, proc.Cmd{Args: argv, Env: env, Timeout: timeout, Stdout: stdout, Output: stderr})
 	}
-	if errors.Is(cctx.Err(), context.DeadlineExceeded) {
-		ee.TimedOut = timeout
+}
+
+// execForEnv adapts the step context's Exec (process groups, logs,
+// timeouts) to metalkern's runner client, bounding each call by the
+// build's runner timeout; stdout is also copied to the step log, env is
+// added to the child's environment.
+func execForEnv(sc *Context, b *Build, onLine func(string), env ...string) metalkern.Exec {
+	return func(ctx context.Context, argv, extra []string, stdout io.Writer) error {
+		w := stdout
+		if sc.Log != nil {
+			w = io.MultiWriter(stdout, sc.Log)
+		}
+		return sc.Exec(ctx, Cmd{Args: argv, Stdout: w, OnLine: onLine, Timeout: b.runnerTimeout(),
+			Env: append(append([]string{}, env...), extra...)})
 	}
-	var xe *exec.ExitError
-	if errors.As(err, &xe) && ee.TimedOut == 0 {
-		ee.ExitCode = xe.ExitCode()
-	}
-	return ee
+}
+
+// execFor is execForEnv without extra environment.
+func execFor(sc *Context, b *Build, onLine func(string)) metalkern.Exec {
+	return execForEnv(sc, b, onLine)
 }
 
 func statusWord(err error) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -41,30 +42,53 @@ func (s *RacesStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	r := metalkern.Runner{Path: s.Kernel.Out.TSanRunner}
 	cases := smoke.RaceSuite()
 	c := checks.Check{ID: "races", Title: s.Title(), Status: checks.Pass}
+	dir := filepath.Join(sc.BuildDir, "races")
+	// A run killed half-way leaves its case dirs; nothing in them is reused.
+	if err := os.RemoveAll(dir); err != nil {
+		return Result{}, fmt.Errorf("clear %s: %w", dir, err)
+	}
+	watchdog := watchdogFor(s.B.runnerTimeout())
+	env := []string{"TSAN_OPTIONS=halt_on_error=1 exitcode=66 second_deadlock_stack=1"}
+	if v := sc.Getenv(emuWatchdogEnv); v != "" {
+		watchdog, _ = strconv.Atoi(v)
+	} else {
+		env = append(env, fmt.Sprintf("%s=%d", emuWatchdogEnv, watchdog))
+	}
+	raced := false
 	for i, k := range cases {
 		sc.Progress(fmt.Sprintf("case %d/%d %s under TSan", i+1, len(cases), k.Name()))
-		res := smoke.Run(ctx, execForEnv(sc, onLine, "TSAN_OPTIONS=halt_on_error=1 exitcode=66 second_deadlock_stack=1"),
-			r, filepath.Join(sc.BuildDir, "races"), s.B.Seed, []smoke.Case{k}, "threads", nil, nil)
+		res := smoke.Run(ctx, execForEnv(sc, s.B, onLine, env...), r, dir, s.B.Seed, []smoke.Case{k}, "threads", nil, nil)
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}
-		if len(res) == 1 && res[0].Err != nil {
-			c.Status = checks.Fail
-			c.Evidence = append(c.Evidence, k.Name()+": "+res[0].Err.Error())
-			var ee *ExecError
-			if errors.As(res[0].Err, &ee) && ee.ExitCode != 66 {
-				continue
-			}
+		if len(res) != 1 || res[0].Err == nil {
+			c.Evidence = append(c.Evidence, k.Name()+": clean")
+			continue
+		}
+		c.Status = checks.Fail
+		var ee *ExecError
+		if errors.As(res[0].Err, &ee) && ee.ExitCode == 66 {
+			c.Evidence = append(c.Evidence, k.Name()+": ThreadSanitizer reported a data race")
+			raced = true
 			break
 		}
-		c.Evidence = append(c.Evidence, k.Name()+": clean")
-	}
-	if c.Status == checks.Fail {
-		report := out.String()
-		if strings.Contains(report, "ThreadSanitizer") {
-			c.Evidence = append(c.Evidence, tsanSummary(report, &c)...)
-			c.Hint = "a threadgroup_barrier(mem_flags::mem_threadgroup) is probably missing between the write and the read above"
+		// The runner itself failed: stop here, as the smoke step does.
+		f := describeRunnerFailure(res[0].Err, s.B, sc, watchdog)
+		c.Evidence = append(c.Evidence, fmt.Sprintf("case %d of %d (%s): %s", i+1, len(cases), k.Name(), f.Summary))
+		for _, l := range f.Tail {
+			c.Evidence = append(c.Evidence, "  stderr: "+l)
 		}
+		if n := len(cases) - i - 1; n > 0 {
+			c.Evidence = append(c.Evidence, fmt.Sprintf("%d cases after it not run", n))
+		}
+		c.Hint = f.Hint
+		break
+	}
+	if raced {
+		report := out.String()
+		c.Evidence = append(c.Evidence, tsanSummary(report, &c)...)
+		c.Hint = "a threadgroup_barrier(mem_flags::mem_threadgroup) is probably missing between the write and the read above; after the fix, rerun '" +
+			s.B.Rerun("rebuild", "--race") + "'"
 	}
 	return Result{Checks: []checks.Check{c}, Detail: fmt.Sprintf("%d cases under ThreadSanitizer", len(cases))}, nil
 }

@@ -36,39 +36,60 @@ func (s *RuntimeLoadsStep) Title() string { return "Runtime loads" }
 func (s *RuntimeLoadsStep) CheckIDs(string) []string { return []string{"runtime-loads"} }
 
 func (s *RuntimeLoadsStep) Run(ctx context.Context, sc *Context) (Result, error) {
-	info, err := runnerFor(s.Kernel).Info(ctx, execFor(sc, nil))
+	info, err := runnerFor(s.Kernel).Info(ctx, execFor(sc, s.B, nil))
+	if ctx.Err() != nil {
+		return Result{}, ctx.Err()
+	}
 	if err != nil {
-		return Result{}, withHint(err, "the runner did not start; rebuild with 'orchard rebuild --force'")
+		f := describeRunnerFailure(err, s.B, sc, 0)
+		c := checks.Check{ID: "runtime-loads", Title: s.Title(), Status: checks.Fail,
+			Evidence: []string{"runner info: " + f.Summary}, Hint: f.Hint}
+		for _, l := range f.Tail {
+			c.Evidence = append(c.Evidence, "  stderr: "+l)
+		}
+		return Result{Checks: []checks.Check{c}, Detail: "the runner did not start"}, nil
 	}
 	s.Out = info
 	c := checks.Check{ID: "runtime-loads", Title: s.Title(), Status: checks.Pass, Evidence: []string{
 		fmt.Sprintf("backend %s on %s", info.Backend, info.Device),
 		fmt.Sprintf("limits: %d threads/threadgroup, %d B threadgroup memory, simd width %d",
 			info.Limits.MaxThreadsPerThreadgroup, info.Limits.MaxThreadgroupMemory, info.Limits.SimdWidth),
-		fmt.Sprintf("%d kernels", len(info.Kernels)),
+		fmt.Sprintf("%d kernels, %d dispatched by the host", len(info.Kernels), len(info.HostKernels)),
 	}}
+	var hints []string
 	if info.Backend != sc.Backend {
 		c.Status = checks.Fail
 		c.Evidence = append(c.Evidence, fmt.Sprintf("the runner answered as %q, but %q was requested", info.Backend, sc.Backend))
-		c.Hint = "rebuild with 'orchard rebuild --force --backend " + sc.Backend + "'"
+		hints = append(hints, "rebuild with '"+s.B.Rerun("rebuild", "--force", "--backend", sc.Backend)+"'")
+	}
+	// What the host may dispatch (select.h) must be in the backend: a
+	// misspelt host_name compiles, and fails only when that shape runs.
+	if missing := info.Missing(); len(missing) > 0 {
+		c.Status = checks.Fail
+		c.Evidence = append(c.Evidence, "kernels the host dispatches but the runner lacks: "+strings.Join(missing, ", "))
+		if extra := info.Undispatched(); len(extra) > 0 {
+			c.Evidence = append(c.Evidence, "kernels the runner has but the host never dispatches: "+strings.Join(extra, ", "))
+		}
+		hints = append(hints, "each host_name in kernels/*.metal must be a name host/select.h's kernel_name() builds; fix the instantiation's host_name, then rerun '"+s.B.Rerun("rebuild")+"'")
 	}
 	have := map[string]bool{}
 	for _, k := range info.Kernels {
 		have[k] = true
 	}
-	var missing []string
+	var undeclared []string
 	if s.Shaders != nil {
 		for _, k := range s.Shaders.Out.Kernels {
 			if !have[k] {
-				missing = append(missing, k)
+				undeclared = append(undeclared, k)
 			}
 		}
 	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
+	if len(undeclared) > 0 {
+		sort.Strings(undeclared)
 		c.Status = checks.Fail
-		c.Evidence = append(c.Evidence, "kernels declared in the .metal files but not in the runner: "+strings.Join(missing, ", "))
-		c.Hint = "rebuild with 'orchard rebuild --force'"
+		c.Evidence = append(c.Evidence, "kernels declared in the .metal files but not in the runner: "+strings.Join(undeclared, ", "))
+		hints = append(hints, "rebuild with '"+s.B.Rerun("rebuild", "--force")+"'")
 	}
+	c.Hint = strings.Join(hints, "; ")
 	return Result{Checks: []checks.Check{c}, Detail: info.Backend + " on " + info.Device}, nil
 }

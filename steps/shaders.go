@@ -171,7 +171,7 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 			return Result{}, o.err
 		}
 		res.Checks = append(res.Checks, diagnosticsCheck("shaders", s.Title(), o.out, []string{o.err.Error()},
-			"fix the error at the .metal line above, then rerun 'orchard rebuild'", where))
+			"fix the error at the .metal line above, then rerun '"+s.B.Rerun("rebuild")+"'", where))
 	}
 	if failed > 0 {
 		res.Checks = mergeChecks(res.Checks)

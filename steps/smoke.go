@@ -3,7 +3,10 @@ package steps
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,7 +51,7 @@ func (s *SmokeStep) CheckIDs(string) []string { return []string{"forward", "back
 // only when the user chose one (fresh inputs otherwise).
 func (s *SmokeStep) Key(sc *Context) (KeyInputs, error) {
 	k := KeyInputs{
-		Version: "1",
+		Version: "2",
 		Config:  map[string]string{"mode": s.B.EmuMode, "cases": fmt.Sprint(len(smoke.Suite()))},
 		Inputs:  []string{s.Kernel.Out.Runner},
 	}
@@ -65,73 +68,206 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	cases := smoke.Suite()
 	fmt.Fprintf(sc.Log, "seed %d (replay with --seed %d)\n", s.B.Seed, s.B.Seed)
 	start := time.Now()
-	results := smoke.Run(ctx, execFor(sc, nil), runnerFor(s.Kernel), filepath.Join(sc.BuildDir, "smoke"),
-		s.B.Seed, cases, s.B.EmuMode, logEnv(sc, s.B.RunID), func(i int, c smoke.Case) {
+	dir := filepath.Join(sc.BuildDir, "smoke")
+	// A run killed half-way leaves its case dirs; nothing in them is reused.
+	if err := os.RemoveAll(dir); err != nil {
+		return Result{}, fmt.Errorf("clear %s: %w", dir, err)
+	}
+	env, watchdog := runnerEnv(sc, s.B)
+	results := smoke.Run(ctx, execFor(sc, s.B, nil), runnerFor(s.Kernel), dir,
+		s.B.Seed, cases, s.B.EmuMode, env, func(i int, c smoke.Case) {
 			sc.Progress(fmt.Sprintf("case %d/%d %s", i+1, len(cases), c.Name()))
 		})
 	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
 	}
 	s.Out = SmokeOut{Seed: s.B.Seed, Cases: len(results), RunID: s.B.RunID}
+	logPath := filepath.Join(sc.BuildDir, "logs", "steps", "smoke.log")
 	fwd := checks.Check{ID: "forward", Title: "Forward (O, L) vs float64", Status: checks.Pass}
 	bwd := checks.Check{ID: "backward", Title: "Backward (dQ, dK, dV) vs float64", Status: checks.Pass}
 	criteria := fmt.Sprintf("criteria: ‖out−ref‖/‖ref‖ ≤ %.0e (float32), ≤ %.0e (float16); seed %d",
 		reference.Float32RelTol, reference.Float16RelTol, s.B.Seed)
-	// The worst case per dtype and half: each dtype has its own criterion.
-	type worst struct {
-		err  float64
-		name string
+	half := func(c *checks.Check, outputs []string, ok func(smoke.CaseResult) bool) (failing []smoke.CaseResult, worst map[npy.DType]smoke.CaseResult) {
+		worst = map[npy.DType]smoke.CaseResult{}
+		for _, r := range results {
+			if r.Err != nil {
+				continue
+			}
+			if w, seen := worst[r.Case.DType]; !seen || r.Badness(outputs...) >= w.Badness(outputs...) {
+				worst[r.Case.DType] = r
+			}
+			if !ok(r) {
+				failing = append(failing, r)
+			}
+		}
+		sort.SliceStable(failing, func(i, j int) bool { return failing[i].Badness(outputs...) > failing[j].Badness(outputs...) })
+		if len(failing) > 0 {
+			c.Status = checks.Fail
+		}
+		return failing, worst
 	}
-	worstF := map[npy.DType]*worst{npy.Float32: {}, npy.Float16: {}}
-	worstB := map[npy.DType]*worst{npy.Float32: {}, npy.Float16: {}}
+	fwdOut, bwdOut := []string{"o", "lse"}, []string{"dq", "dk", "dv"}
+	fwdFail, fwdWorst := half(&fwd, fwdOut, smoke.CaseResult.ForwardOK)
+	bwdFail, bwdWorst := half(&bwd, bwdOut, smoke.CaseResult.BackwardOK)
+
+	failed := 0
 	for _, r := range results {
 		s.Out.FWD += r.Dispatches["fwd"]
 		s.Out.BWD += r.Dispatches["bwd"]
-		name := r.Case.Name()
-		fmt.Fprintf(sc.Log, "%-36s o %.2e lse %.2e dq %.2e dk %.2e dv %.2e %s\n", name,
-			r.Errors["o"], r.Errors["lse"], r.Errors["dq"], r.Errors["dk"], r.Errors["dv"], r.Elapsed.Round(time.Millisecond))
-		if r.Err != nil {
-			msg := fmt.Sprintf("%s: runner failed: %v", name, r.Err)
-			fwd.Status, bwd.Status = checks.Fail, checks.Fail
-			fwd.Evidence = append(fwd.Evidence, msg)
-			bwd.Evidence = append(bwd.Evidence, msg)
-			continue
+		if r.Err == nil && (!r.ForwardOK() || !r.BackwardOK()) {
+			failed++
 		}
-		if w := worstF[r.Case.DType]; max(r.Errors["o"], r.Errors["lse"]) >= w.err {
-			w.err, w.name = max(r.Errors["o"], r.Errors["lse"]), name
-		}
-		if w := worstB[r.Case.DType]; max(r.Errors["dq"], r.Errors["dk"], r.Errors["dv"]) >= w.err {
-			w.err, w.name = max(r.Errors["dq"], r.Errors["dk"], r.Errors["dv"]), name
-		}
-		line := fmt.Sprintf("%s: O %.1e  L %.1e", name, r.Errors["o"], r.Errors["lse"])
-		if !r.ForwardOK() {
-			fwd.Status = checks.Fail
-			fwd.Evidence = append(fwd.Evidence, line+"  FAIL "+strings.Join(only(r.Failures, "o", "lse"), "; "))
-		} else {
-			fwd.Evidence = append(fwd.Evidence, line)
-		}
-		line = fmt.Sprintf("%s: dQ %.1e  dK %.1e  dV %.1e", name, r.Errors["dq"], r.Errors["dk"], r.Errors["dv"])
-		if !r.BackwardOK() {
-			bwd.Status = checks.Fail
-			bwd.Evidence = append(bwd.Evidence, line+"  FAIL "+strings.Join(only(r.Failures, "dq", "dk", "dv"), "; "))
-		} else {
-			bwd.Evidence = append(bwd.Evidence, line)
-		}
+		fmt.Fprintln(sc.Log, caseLogLine(r))
 	}
-	// Lead with the summary, so a one-line rendering says the most.
-	summary := func(w map[npy.DType]*worst) string {
-		return fmt.Sprintf("%d cases; worst f32 %.1e (%s), f16 %.1e (%s)", len(results),
-			w[npy.Float32].err, w[npy.Float32].name, w[npy.Float16].err, w[npy.Float16].name)
+
+	// The worst case per dtype and half: each dtype has its own criterion.
+	summary := func(worst map[npy.DType]smoke.CaseResult, outputs []string, nfail int) string {
+		head := fmt.Sprintf("%d cases", len(results))
+		if nfail > 0 {
+			head = fmt.Sprintf("%d of %d cases failed", nfail, len(results))
+		}
+		fig := func(dt npy.DType) string {
+			r, ok := worst[dt]
+			if !ok {
+				return "-"
+			}
+			return worstFigure(r, outputs) + " (" + r.Case.Name() + ")"
+		}
+		return fmt.Sprintf("%s; worst f32 %s, f16 %s", head, fig(npy.Float32), fig(npy.Float16))
 	}
-	fwd.Evidence = append([]string{summary(worstF), criteria}, fwd.Evidence...)
-	bwd.Evidence = append([]string{summary(worstB), criteria}, bwd.Evidence...)
+	evidence := func(failing []smoke.CaseResult, line func(smoke.CaseResult) string) []string {
+		var ev []string
+		shown := failing
+		if sc.Verbose {
+			shown = results
+		}
+		if len(shown) > maxCaseLines && !sc.Verbose {
+			shown = shown[:maxCaseLines]
+		}
+		for _, r := range shown {
+			if r.Err == nil {
+				ev = append(ev, line(r))
+			}
+		}
+		switch more := len(failing) - len(shown); {
+		case more > 0:
+			ev = append(ev, fmt.Sprintf("%d more in %s", more, logPath))
+		case !sc.Verbose:
+			ev = append(ev, "per-case figures in "+logPath)
+		}
+		return ev
+	}
+	fwd.Evidence = append([]string{summary(fwdWorst, fwdOut, len(fwdFail)), criteria}, evidence(fwdFail, func(r smoke.CaseResult) string {
+		return caseLine(r, fwdOut, map[string]string{"o": "O", "lse": "L"}, r.ForwardOK())
+	})...)
+	bwd.Evidence = append([]string{summary(bwdWorst, bwdOut, len(bwdFail)), criteria}, evidence(bwdFail, func(r smoke.CaseResult) string {
+		return caseLine(r, bwdOut, map[string]string{"dq": "dQ", "dk": "dK", "dv": "dV"}, r.BackwardOK())
+	})...)
+	detail := fmt.Sprintf("%d cases in %s, seed %d", len(results), time.Since(start).Round(100*time.Millisecond), s.B.Seed)
+	if failed > 0 {
+		detail = fmt.Sprintf("%d of %d cases failed, seed %d", failed, len(cases), s.B.Seed)
+	}
 	if fwd.Status == checks.Fail || bwd.Status == checks.Fail {
-		hint := fmt.Sprintf("replay these inputs with 'orchard rebuild --seed %d'; per-case figures are in %s", s.B.Seed,
-			filepath.Join(sc.BuildDir, "logs", "steps", "smoke.log"))
+		hint := fmt.Sprintf("replay these inputs with '%s'; per-case figures are in %s", s.B.Rerun("rebuild", seedFlag(s.B)...), logPath)
 		fwd.Hint, bwd.Hint = hint, hint
 	}
-	return Result{Checks: []checks.Check{fwd, bwd},
-		Detail: fmt.Sprintf("%d cases in %s, seed %d", len(results), time.Since(start).Round(100*time.Millisecond), s.B.Seed)}, nil
+
+	// The runner itself failed: that case stopped the suite.
+	if n := len(results); n > 0 && results[n-1].Err != nil {
+		r := results[n-1]
+		f := describeRunnerFailure(r.Err, s.B, sc, watchdog)
+		ev := []string{fmt.Sprintf("case %d of %d (%s): %s", n, len(cases), r.Case.Name(), f.Summary)}
+		for _, l := range f.Tail {
+			ev = append(ev, "  stderr: "+l)
+		}
+		ev = append(ev, fmt.Sprintf("%d cases after it not run", len(cases)-n))
+		for _, c := range []*checks.Check{&fwd, &bwd} {
+			c.Status = checks.Fail
+			c.Evidence = append(append([]string{}, ev...), c.Evidence...)
+			c.Hint = f.Hint
+		}
+		fmt.Fprintf(sc.Log, "# stopped: %s; %d cases not run\n", f.Summary, len(cases)-n)
+		detail = fmt.Sprintf("the runner failed at case %d of %d (%s); %d not run", n, len(cases), r.Case.Name(), len(cases)-n)
+	}
+	return Result{Checks: []checks.Check{fwd, bwd}, Detail: detail}, nil
+}
+
+// maxCaseLines is how many failing cases a check's evidence lists (the
+// worst first); the rest are in the step log.
+const maxCaseLines = 5
+
+// caseLine is one case's figures for the named outputs, with FAIL and the
+// reasons when it failed.
+func caseLine(r smoke.CaseResult, outputs []string, labels map[string]string, ok bool) string {
+	parts := []string{r.Case.Name() + ":"}
+	for _, o := range outputs {
+		parts = append(parts, labels[o]+" "+r.Figure(o))
+	}
+	line := strings.Join(parts, "  ")
+	if !ok {
+		line += "  FAIL " + strings.Join(only(r.Failures, outputs...), "; ")
+	}
+	return line
+}
+
+// caseLogLine is a case's line in smoke.log: every figure, the time, and
+// ok, FAIL with the reasons, or the runner's failure.
+func caseLogLine(r smoke.CaseResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-36s", r.Case.Name())
+	for _, o := range smoke.Outputs {
+		fmt.Fprintf(&b, " %s %s", o, r.Figure(o))
+	}
+	fmt.Fprintf(&b, " %s", r.Elapsed.Round(time.Millisecond))
+	switch {
+	case r.Err != nil:
+		fmt.Fprintf(&b, "  FAIL runner: %v", r.Err)
+	case len(r.Failures) > 0:
+		fmt.Fprintf(&b, "  FAIL %s", strings.Join(r.Failures, "; "))
+	default:
+		b.WriteString("  ok")
+	}
+	return b.String()
+}
+
+// worstFigure is the figure of r's worst output among outputs.
+func worstFigure(r smoke.CaseResult, outputs []string) string {
+	worst := outputs[0]
+	for _, o := range outputs {
+		if r.Badness(o) > r.Badness(worst) {
+			worst = o
+		}
+	}
+	return r.Figure(worst)
+}
+
+// seedFlag is --seed N for a hint, unless the user's flags already carry it.
+func seedFlag(b *Build) []string {
+	for _, f := range b.RerunFlags {
+		if f == "--seed" || strings.HasPrefix(f, "--seed ") || strings.HasPrefix(f, "--seed=") {
+			return nil
+		}
+	}
+	return []string{"--seed", fmt.Sprint(b.Seed)}
+}
+
+// emuWatchdogEnv is the emu's hang detector (emu_backend.cpp).
+const emuWatchdogEnv = "ORCHARD_EMU_WATCHDOG_SECONDS"
+
+// runnerEnv is the environment of the smoke's runner calls: the log
+// switches, and on emu a watchdog well inside the runner timeout (unless
+// the user set one), which it returns (0: not set by orchard).
+func runnerEnv(sc *Context, b *Build) ([]string, int) {
+	env := logEnv(sc, b.RunID)
+	if sc.Backend != BackendEmu {
+		return env, 0
+	}
+	if v := sc.Getenv(emuWatchdogEnv); v != "" {
+		n, _ := strconv.Atoi(v)
+		return env, n
+	}
+	w := watchdogFor(b.runnerTimeout())
+	return append(env, fmt.Sprintf("%s=%d", emuWatchdogEnv, w)), w
 }
 
 // logEnv switches the runner's logs on for this run, at the paths the log

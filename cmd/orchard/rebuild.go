@@ -25,7 +25,9 @@ type RebuildOptions struct {
 	Race    bool
 	Seed    uint64
 	Timeout time.Duration
-	seedSet bool
+	// RunnerTimeout bounds each runner call (a smoke case, runner info).
+	RunnerTimeout time.Duration
+	seedSet       bool
 }
 
 func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command {
@@ -51,7 +53,14 @@ run again. --force reruns everything; --explain says why each step ran.
 Two runs on one build dir never interleave: the second waits (or, with
 --no-wait, fails at once). Ctrl-C stops the running step and its child
 processes, records nothing for it and exits 130; the next run resumes.
-Each step's full output is in <build-dir>/logs/steps/<step>.log.`,
+Each step's full output is in <build-dir>/logs/steps/<step>.log.
+
+Time limits: --timeout bounds each build tool call (cmake, the compiler;
+default 20m); --runner-timeout each runner call (runner info, one smoke or
+race case; default 1m), and on emu the kernels' watchdog
+(ORCHARD_EMU_WATCHDOG_SECONDS) is set to a quarter of it. A runner that
+crashes, hangs or fails with an error of its own stops the smoke step at
+that case, with its exit status or signal and the end of its stderr.`,
 		Example: `  orchard rebuild
   orchard rebuild --fix          # install what is missing first (asks nothing)
   orchard rebuild --explain
@@ -62,6 +71,9 @@ Each step's full output is in <build-dir>/logs/steps/<step>.log.`,
 			opts.seedSet = cmd.Flags().Changed("seed")
 			if opts.Timeout < 0 {
 				return usageErrorf("--timeout must be positive")
+			}
+			if opts.RunnerTimeout <= 0 {
+				return usageErrorf("--runner-timeout must be positive, got %s", opts.RunnerTimeout)
 			}
 			if runF != nil {
 				return runF(opts)
@@ -77,7 +89,8 @@ Each step's full output is in <build-dir>/logs/steps/<step>.log.`,
 	fl.BoolVar(&opts.Race, "race", false, "also build the ThreadSanitizer runner and run a few cases under it (emu)")
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed for the smoke inputs (default: a fresh one, printed in the report)")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
-	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each child process of a step")
+	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each build tool call (cmake, the compiler) as `DURATION`")
+	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", steps.DefaultRunnerTimeout, "time limit for each runner call (one smoke case, runner info) as `DURATION`; the emu watchdog is a quarter of it")
 	return cmd
 }
 
@@ -101,6 +114,7 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 		return f.preflightFailed("rebuild", opts.ReportOptions, err)
 	}
 	t.build.Race = opts.Race
+	t.build.RunnerTimeout = opts.RunnerTimeout
 	return runPipeline(ctx, f, rebuildPipeline(t.build), pipelineRun{
 		command: "rebuild", backend: t.backend, dir: t.dir,
 		opts: steps.Options{Force: opts.Force, NoWait: opts.NoWait, StepTimeout: opts.Timeout},

@@ -18,7 +18,9 @@ type VerifyOptions struct {
 	NoWait  bool
 	Seed    uint64
 	Timeout time.Duration
-	seedSet bool
+	// RunnerTimeout bounds each runner call (a smoke case, runner info).
+	RunnerTimeout time.Duration
+	seedSet       bool
 }
 
 func newVerifyCmd(f *Factory, runF func(*VerifyOptions) error) *cobra.Command {
@@ -33,6 +35,9 @@ no build yet, it says so: run 'orchard rebuild' first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.seedSet = cmd.Flags().Changed("seed")
+			if opts.RunnerTimeout <= 0 {
+				return usageErrorf("--runner-timeout must be positive, got %s", opts.RunnerTimeout)
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -43,7 +48,8 @@ no build yet, it says so: run 'orchard rebuild' first.`,
 	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once if another run is using the build dir")
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed for the smoke inputs (default: a fresh one)")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
-	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each child process of a step")
+	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each build tool call (cmake, the compiler) as `DURATION`")
+	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", steps.DefaultRunnerTimeout, "time limit for each runner call (one smoke case, runner info) as `DURATION`; the emu watchdog is a quarter of it")
 	return cmd
 }
 
@@ -54,6 +60,7 @@ func runVerify(ctx context.Context, opts *VerifyOptions) error {
 		return f.preflightFailed("verify", opts.ReportOptions, err)
 	}
 	b, backend, dir := t.build, t.backend, t.dir
+	b.RunnerTimeout = opts.RunnerTimeout
 	shaders := &steps.ShadersStep{B: b}
 	kernel := &steps.KernelStep{B: b, Shaders: shaders}
 	err = steps.LoadOutput(dir, "shaders", &shaders.Out)

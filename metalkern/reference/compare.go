@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/orchardkit/orchard/metalkern/npy"
 )
@@ -38,6 +39,73 @@ func HasNonFinite(x []float32) (index int, ok bool) {
 		}
 	}
 	return -1, false
+}
+
+// Comparison is one output measured against its reference.
+type Comparison struct {
+	// RelErr is RelErr(out, ref); NaN when an element of out is not finite.
+	RelErr float64
+	// NonFinite is the index of the first NaN or ±Inf in out, -1 if none.
+	NonFinite int
+	// Value is out[NonFinite] (when NonFinite >= 0).
+	Value float32
+}
+
+// Compare measures out against ref. A non-finite element is reported as
+// such, with its index, never folded into an error figure. It panics if the
+// lengths differ.
+func Compare(out []float32, ref []float64) Comparison {
+	if i, bad := HasNonFinite(out); bad {
+		return Comparison{RelErr: math.NaN(), NonFinite: i, Value: out[i]}
+	}
+	return Comparison{RelErr: RelErr(out, ref), NonFinite: -1}
+}
+
+// Finite reports whether every element of out was finite.
+func (c Comparison) Finite() bool { return c.NonFinite < 0 }
+
+// Within reports whether out is finite and within maxRelErr of ref.
+func (c Comparison) Within(maxRelErr float64) bool { return c.Finite() && c.RelErr <= maxRelErr }
+
+// Badness orders comparisons from best to worst: the relative error, and
+// +Inf for a non-finite output (worse than any error).
+func (c Comparison) Badness() float64 {
+	if !c.Finite() {
+		return math.Inf(1)
+	}
+	return c.RelErr
+}
+
+// String is the error figure ("3.1e-07") or the first non-finite element
+// ("NaN at [17]"); shape, when given, turns the flat index into
+// coordinates ("NaN at [0,1,4,2]").
+func (c Comparison) String(shape ...int) string {
+	if c.Finite() {
+		return fmt.Sprintf("%.1e", c.RelErr)
+	}
+	v := "NaN"
+	switch {
+	case math.IsInf(float64(c.Value), 1):
+		v = "+Inf"
+	case math.IsInf(float64(c.Value), -1):
+		v = "-Inf"
+	}
+	return v + " at " + Index(c.NonFinite, shape)
+}
+
+// Index writes the flat (row-major) index i as coordinates in shape
+// ("[0,1,4,2]"), or as "[i]" without a shape.
+func Index(i int, shape []int) string {
+	if len(shape) == 0 {
+		return fmt.Sprintf("[%d]", i)
+	}
+	co := make([]string, len(shape))
+	for d := len(shape) - 1; d >= 0; d-- {
+		n := max(shape[d], 1)
+		co[d] = fmt.Sprint(i % n)
+		i /= n
+	}
+	return "[" + strings.Join(co, ",") + "]"
 }
 
 // Tolerance is the acceptance criterion for one output tensor: every element

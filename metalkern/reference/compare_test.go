@@ -166,3 +166,26 @@ func TestRandNormal(t *testing.T) {
 		t.Errorf("n = 0: %v", got)
 	}
 }
+
+func TestCompareNamesTheFirstNonFiniteElement(t *testing.T) {
+	ref := []float64{1, 2, 3, 4, 5, 6}
+	nan := float32(math.NaN())
+	for _, tc := range []struct {
+		out   []float32
+		shape []int
+		want  string
+	}{
+		{[]float32{1, 2, 3, 4, 5, 6}, nil, "0.0e+00"},
+		{[]float32{1, 2, 3, nan, 5, nan}, []int{2, 3}, "NaN at [1,0]"},
+		{[]float32{1, float32(math.Inf(-1)), 3, 4, 5, 6}, nil, "-Inf at [1]"},
+		{[]float32{1, 2, 3, 4, 5, float32(math.Inf(1))}, []int{1, 2, 3}, "+Inf at [0,1,2]"},
+	} {
+		c := Compare(tc.out, ref)
+		if got := c.String(tc.shape...); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.out, got, tc.want)
+		}
+		if !c.Finite() && (c.Within(1) || !math.IsInf(c.Badness(), 1)) {
+			t.Errorf("%v: a non-finite output passes or ranks below an error: %+v", tc.out, c)
+		}
+	}
+}

@@ -6,6 +6,7 @@ package smoke
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -87,14 +88,62 @@ func RaceSuite() []Case {
 	}
 }
 
-// CaseResult is one case's outcome: relative errors per output.
+// CaseResult is one case's outcome: each output measured against the
+// float64 reference.
 type CaseResult struct {
-	Case       Case
-	Errors     map[string]float64 // o, lse, dq, dk, dv -> ‖out−ref‖/‖ref‖
-	Failures   []string           // what broke the criteria
+	Case Case
+	// Compared maps o, lse, dq, dk, dv to the output's comparison (absent
+	// when the output could not be read).
+	Compared map[string]reference.Comparison
+	// Errors maps the same names to ‖out−ref‖/‖ref‖ (NaN for an output with
+	// a non-finite element).
+	Errors     map[string]float64
+	Failures   []string // what broke the criteria, one "<output>: why" each
 	Dispatches map[string]int
 	Elapsed    time.Duration
-	Err        error // the runner failed
+	// Err: the case could not run — the runner itself failed (crashed, was
+	// killed, hung, exited with an error of its own) or its inputs could
+	// not be written. Run stops at such a case.
+	Err error
+}
+
+// Outputs are the names of the outputs every case checks, in report order.
+var Outputs = []string{"o", "lse", "dq", "dk", "dv"}
+
+// OutputShape is the shape of output name ("o", "lse", "dq", "dk", "dv").
+func (c Case) OutputShape(name string) []int {
+	s := c.Shape
+	switch name {
+	case "lse":
+		return []int{s.B, s.H, s.Nq}
+	case "dk", "dv":
+		return []int{s.B, s.H, s.Nk, s.D}
+	}
+	return []int{s.B, s.H, s.Nq, s.D}
+}
+
+// Figure is output name's error figure for a report: "3.1e-07", "NaN at
+// [0,1,4,2]", or "-" when it was not measured.
+func (r CaseResult) Figure(name string) string {
+	c, ok := r.Compared[name]
+	if !ok {
+		return "-"
+	}
+	return c.String(r.Case.OutputShape(name)...)
+}
+
+// Badness is the worst of the named outputs (reference.Comparison.Badness;
+// +Inf for a non-finite or unreadable output).
+func (r CaseResult) Badness(outputs ...string) float64 {
+	w := 0.0
+	for _, o := range outputs {
+		c, ok := r.Compared[o]
+		if !ok {
+			return math.Inf(1)
+		}
+		w = max(w, c.Badness())
+	}
+	return w
 }
 
 // Forward and Backward say whether the case passed each half.
@@ -121,7 +170,10 @@ func (r CaseResult) BackwardOK() bool { return r.passed("dq", "dk", "dv") }
 // Run runs cases through the runner against the float64 reference.
 // Inputs are fresh normal values from seed (never zeros) written as .npy in
 // dir/<case>/; the reference for each case is computed while the runner
-// works.
+// works. Run stops after the first case that could not run (its Err is
+// set: the runner crashed, hung or failed on its own), so the result may
+// be shorter than cases; a case whose kernels ran but computed wrong
+// numbers does not stop it.
 func Run(ctx context.Context, exec metalkern.Exec, r metalkern.Runner, dir string, seed uint64, cases []Case, mode string, env []string, progress func(i int, c Case)) []CaseResult {
 	rng := rand.New(rand.NewPCG(seed, 0x6f7263686172640a))
 	out := make([]CaseResult, 0, len(cases))
@@ -132,13 +184,17 @@ func Run(ctx context.Context, exec metalkern.Exec, r metalkern.Runner, dir strin
 		if progress != nil {
 			progress(i, c)
 		}
-		out = append(out, runCase(ctx, exec, r, filepath.Join(dir, c.Name()), rng, c, mode, env))
+		res := runCase(ctx, exec, r, filepath.Join(dir, c.Name()), rng, c, mode, env)
+		out = append(out, res)
+		if res.Err != nil {
+			break
+		}
 	}
 	return out
 }
 
 func runCase(ctx context.Context, exec metalkern.Exec, r metalkern.Runner, dir string, rng *rand.Rand, c Case, mode string, env []string) CaseResult {
-	res := CaseResult{Case: c, Errors: map[string]float64{}}
+	res := CaseResult{Case: c, Errors: map[string]float64{}, Compared: map[string]reference.Comparison{}}
 	start := time.Now()
 	s := c.Shape
 	qs := []int{s.B, s.H, s.Nq, s.D}
@@ -201,14 +257,14 @@ func runCase(ctx context.Context, exec metalkern.Exec, r metalkern.Runner, dir s
 			res.Failures = append(res.Failures, fmt.Sprintf("%s: %d elements, want %d", o.name, len(a.Data), len(o.ref)))
 			continue
 		}
-		if i, bad := reference.HasNonFinite(a.Data); bad {
-			res.Failures = append(res.Failures, fmt.Sprintf("%s: element %d is %v (unwritten or overflow)", o.name, i, a.Data[i]))
-			continue
-		}
-		e := reference.RelErr(a.Data, o.ref)
-		res.Errors[o.name] = e
-		if !(e <= o.tol) {
-			res.Failures = append(res.Failures, fmt.Sprintf("%s: relative error %.2e > %.0e", o.name, e, o.tol))
+		cmp := reference.Compare(a.Data, o.ref)
+		res.Compared[o.name], res.Errors[o.name] = cmp, cmp.RelErr
+		switch {
+		case !cmp.Finite():
+			res.Failures = append(res.Failures, fmt.Sprintf("%s: %s (the first non-finite element; NaN often means it was never written)",
+				o.name, cmp.String(c.OutputShape(o.name)...)))
+		case !cmp.Within(o.tol):
+			res.Failures = append(res.Failures, fmt.Sprintf("%s: relative error %.2e > %.0e", o.name, cmp.RelErr, o.tol))
 		}
 	}
 	return res

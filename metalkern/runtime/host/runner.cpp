@@ -159,19 +159,21 @@ int cmd_info(const Args& a) {
   std::unique_ptr<Backend> be = make_backend(backend_options(a));
   Limits lim = be->limits();
   std::vector<std::string> have = be->kernels();
+  const std::vector<std::string> host = all_kernel_names();  // what run() may dispatch
   std::vector<std::string> missing;
-  for (const std::string& k : all_kernel_names()) {
+  for (const std::string& k : host) {
     bool found = false;
     for (const std::string& h : have) found = found || h == k;
     if (!found) missing.push_back(k);
   }
   std::printf(
       "{\"backend\":%s,\"device\":%s,\"limits\":{\"max_threads_per_threadgroup\":%u,"
-      "\"max_threadgroup_memory\":%u,\"simd_width\":%u},\"kernels\":%s,\"missing_kernels\":%s,"
+      "\"max_threadgroup_memory\":%u,\"simd_width\":%u},\"kernels\":%s,\"host_kernels\":%s,"
+      "\"missing_kernels\":%s,"
       "\"head_dim\":{\"min\":1,\"max\":%d}}\n",
       json_str(be->name()).c_str(), json_str(be->device()).c_str(),
       lim.max_threads_per_threadgroup, lim.max_threadgroup_memory, lim.simd_width,
-      json_list(have).c_str(), json_list(missing).c_str(), kMaxHeadDim);
+      json_list(have).c_str(), json_list(host).c_str(), json_list(missing).c_str(), kMaxHeadDim);
   return 0;
 }
 
