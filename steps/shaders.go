@@ -47,15 +47,16 @@ func (s *ShadersStep) metal() bool {
 // Key: the kernels, headers and shim (not the hosts: editing a host reruns
 // only the kernel build), the compilers and the flags.
 func (s *ShadersStep) Key(sc *Context) (KeyInputs, error) {
-	h, err := s.B.Source.Hash(func(p string) bool {
+	srcFiles, err := s.B.sourceFiles(func(p string) bool {
 		return strings.HasPrefix(p, "kernels/") || strings.HasPrefix(p, "include/") || strings.HasPrefix(p, "emu/")
 	})
 	if err != nil {
 		return KeyInputs{}, err
 	}
 	k := KeyInputs{
-		Version: "1",
-		Config:  map[string]string{"backend": sc.Backend, "runtime": h, "runtime_dir": s.B.RuntimeRoot(sc.BuildDir), "metal": fmt.Sprint(s.metal())},
+		Version: "2",
+		Config:  map[string]string{"backend": sc.Backend, "runtime_dir": s.B.RuntimeRoot(sc.BuildDir), "metal": fmt.Sprint(s.metal())},
+		Files:   srcFiles,
 		Env:     []string{"CXX", "CXXFLAGS"},
 		Tools:   s.B.Toolchain.Out.Tools(),
 	}
