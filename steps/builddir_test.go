@@ -193,7 +193,7 @@ func TestUnusableBuildDirIsAPreflightFailureAndChangesNothing(t *testing.T) {
 			if ev := strings.Join(pe.Check.Evidence, "\n"); !strings.Contains(ev, tc.want) {
 				t.Errorf("evidence %q lacks %q", ev, tc.want)
 			}
-			if !strings.Contains(pe.Check.Hint, "--build-dir") || !strings.Contains(pe.Check.Title, tc.dir) {
+			if !strings.Contains(pe.Check.Hint, "--build-dir") || !strings.Contains(pe.Error(), tc.dir) {
 				t.Errorf("title %q / hint %q", pe.Check.Title, pe.Check.Hint)
 			}
 			if st.runs != 0 {
@@ -203,5 +203,23 @@ func TestUnusableBuildDirIsAPreflightFailureAndChangesNothing(t *testing.T) {
 				t.Errorf("the files changed:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})
+	}
+}
+
+func TestPruneUnitsDropsOnlyOtherGeneratedUnits(t *testing.T) {
+	gen := t.TempDir()
+	for _, n := range []string{"attn_fwd.metal.emu.cpp", "extra.metal.emu.cpp", "notes.txt"} {
+		os.WriteFile(filepath.Join(gen, n), []byte("x"), 0o644)
+	}
+	if err := pruneUnits(gen, []string{filepath.Join(gen, "attn_fwd.metal.emu.cpp")}); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(gen)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "attn_fwd.metal.emu.cpp notes.txt" {
+		t.Fatalf("gen after pruning: %v", names)
 	}
 }

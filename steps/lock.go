@@ -93,7 +93,7 @@ func readHolder(path string) string {
 // buildDirError is a build dir orchard cannot use: a failure before the
 // first step, of the environment (exit 3), with the path and the fix.
 func buildDirError(dir, evidence, fix string) *PreflightError {
-	return Preflight("build-dir", "Build directory "+dir+" is usable", fix, true, evidence)
+	return Preflight("build-dir", "Build directory", fix, true, evidence)
 }
 
 // openLock checks that dir can be orchard's build dir (creating it when
@@ -102,11 +102,11 @@ func buildDirError(dir, evidence, fix string) *PreflightError {
 // path that is not a regular file (a directory, a symlink, a FIFO) is
 // reported as a *PreflightError and left as it is.
 func openLock(dir string) (*os.File, error) {
-	otherDir := "pass --build-dir with another directory"
+	otherDir := "pass --build-dir DIR naming another directory"
 	switch st, err := os.Stat(dir); {
 	case err == nil && !st.IsDir():
 		return nil, buildDirError(dir, dir+" is a "+fileKind(st.Mode())+", not a directory",
-			otherDir+" (orchard leaves "+dir+" as it is)")
+			otherDir+"; orchard leaves "+dir+" as it is")
 	case errors.Is(err, unix.ENOTDIR):
 		return nil, buildDirError(dir, "cannot create "+dir+": a parent of it is a file, not a directory", otherDir)
 	case err != nil && !errors.Is(err, os.ErrNotExist):

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -125,6 +126,11 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		res.Detail = "the emu pre-pass rejected a kernel"
 		return res, nil
 	}
+	// CMake globs the gen dir: drop units of kernels this runtime does not
+	// have (another --runtime's, or a deleted kernel's).
+	if err := pruneUnits(gen, units); err != nil {
+		return Result{}, err
+	}
 
 	// Compile each unit (syntax and semantics, no code generation: the
 	// kernel build compiles for real), two at a time.
@@ -234,4 +240,20 @@ func (s *ShadersStep) compileMetal(ctx context.Context, sc *Context, root string
 func emuCompileFlags(root string) []string {
 	return []string{"-std=c++20", "-pthread", "-Wno-attributes",
 		"-I", filepath.Join(root, "emu", "include"), "-I", filepath.Join(root, "include"), "-I", filepath.Join(root, "emu")}
+}
+
+// pruneUnits removes the generated *.emu.cpp files in gen that are not keep.
+func pruneUnits(gen string, keep []string) error {
+	old, err := filepath.Glob(filepath.Join(gen, "*.emu.cpp"))
+	if err != nil {
+		return err
+	}
+	for _, p := range old {
+		if !slices.Contains(keep, p) {
+			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -194,9 +194,12 @@ func runPipeline(ctx context.Context, f *Factory, pipeline []steps.Step, pr pipe
 	prog.Close()
 
 	var busy *steps.ErrBusy
+	var pre *steps.PreflightError
 	switch {
 	case errors.As(err, &busy):
 		return envErrorf("%v", busy)
+	case errors.As(err, &pre) && pre.Env:
+		return envErrorf("%v (fix: %s)", pre, pre.Check.Hint)
 	case err != nil && run == nil:
 		if ctx.Err() != nil {
 			return ctx.Err()
