@@ -34,11 +34,11 @@ type GlobalOptions struct {
 	BuildDir string
 	// BuildDirSet: --build-dir was given (perhaps as "").
 	BuildDirSet bool
-	Backend  string
-	Color    string
-	JSON     bool
-	Verbose  bool
-	Runtime  string
+	Backend     string
+	Color       string
+	JSON        bool
+	Verbose     bool
+	Runtime     string
 }
 
 // Factory carries what commands share: the streams and the global flags.
