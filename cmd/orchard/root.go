@@ -32,13 +32,14 @@ const exitCodesHelp = `Exit codes:
 // GlobalOptions are the persistent flags every command sees.
 type GlobalOptions struct {
 	BuildDir string
+	Backend  string
+	Color    string
+	JSON     bool
+	Verbose  bool
+	Runtime  string
+
 	// BuildDirSet: --build-dir was given (perhaps as "").
 	BuildDirSet bool
-	Backend     string
-	Color       string
-	JSON        bool
-	Verbose     bool
-	Runtime     string
 }
 
 // Factory carries what commands share: the streams and the global flags.
