@@ -18,17 +18,18 @@ import (
 
 // stamp is what a successful cacheable step leaves in <build-dir>/stamps/.
 type stamp struct {
+	Key     string            `json:"key"`
+	Parts   map[string]string `json:"parts"`   // key components, for --explain
+	Outputs map[string]string `json:"outputs"` // path -> sha256
+	Output  json.RawMessage   `json:"output"`  // the step's typed output
+	Checks  []checks.Check    `json:"checks"`
+	Detail  string            `json:"detail"`
+	Created time.Time         `json:"created"`
+
 	// BuildDir is the absolute build dir the stamp was made in. Its outputs
 	// and typed output name paths there: a stamp found in another dir (the
 	// build dir was copied or moved) stands for nothing.
-	BuildDir string            `json:"build_dir"`
-	Key      string            `json:"key"`
-	Parts    map[string]string `json:"parts"`   // key components, for --explain
-	Outputs  map[string]string `json:"outputs"` // path -> sha256
-	Output   json.RawMessage   `json:"output"`  // the step's typed output
-	Checks   []checks.Check    `json:"checks"`
-	Detail   string            `json:"detail"`
-	Created  time.Time         `json:"created"`
+	BuildDir string `json:"build_dir"`
 }
 
 // keyParts resolves KeyInputs into named components: env values read, files
