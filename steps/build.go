@@ -1,7 +1,10 @@
 package steps
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"time"
 
@@ -48,6 +51,38 @@ func (b *Build) RuntimeRoot(buildDir string) string {
 		return b.Source.Dir
 	}
 	return filepath.Join(buildDir, "runtime")
+}
+
+// SourceID names the runtime source for cache keys and CMake trees:
+// "embedded", or the ejected directory's absolute path.
+func (b *Build) SourceID() string {
+	if b.Source.Dir != "" {
+		return b.Source.Dir
+	}
+	return "embedded"
+}
+
+// sourceFiles hashes each runtime file that filter accepts (nil: all), by
+// its slash path relative to the runtime root, for KeyInputs.Files: an edit
+// is then explained by the file's name.
+func (b *Build) sourceFiles(filter func(string) bool) (map[string]string, error) {
+	files, err := b.Source.Files()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, f := range files {
+		if filter != nil && !filter(f) {
+			continue
+		}
+		data, err := fs.ReadFile(b.Source.FS, f)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(data)
+		out[f] = hex.EncodeToString(sum[:])
+	}
+	return out, nil
 }
 
 // materialize writes the embedded runtime into the build dir (only files

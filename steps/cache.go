@@ -25,6 +25,11 @@ type stamp struct {
 	Checks  []checks.Check    `json:"checks"`
 	Detail  string            `json:"detail"`
 	Created time.Time         `json:"created"`
+
+	// BuildDir is the absolute build dir the stamp was made in. Its outputs
+	// and typed output name paths there: a stamp found in another dir (the
+	// build dir was copied or moved) stands for nothing.
+	BuildDir string `json:"build_dir"`
 }
 
 // keyParts resolves KeyInputs into named components: env values read, files
@@ -47,12 +52,17 @@ func keyParts(kind string, in KeyInputs, getenv func(string) string) (map[string
 	for k, v := range in.Tools {
 		p["tool "+k] = v
 	}
+	for name, h := range in.Files {
+		p["file "+name] = h
+	}
 	for _, path := range in.Inputs {
-		h, err := hashTree(path)
+		hs, err := hashTree(path)
 		if err != nil {
 			return nil, fmt.Errorf("hash input %s: %w", path, err)
 		}
-		p["input "+path] = h
+		for name, h := range hs {
+			p["input "+name] = h
+		}
 	}
 	return p, nil
 }
@@ -84,21 +94,22 @@ func hashFile(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// hashTree hashes a file, or a directory's files (relative names and
-// contents, in order). A missing input hashes as "missing", so its later
-// appearance changes the key.
-func hashTree(path string) (string, error) {
+// hashTree hashes a file, or each file of a directory (named
+// <dir>/<relative path>), so --explain can name the file that changed. A
+// missing input hashes as "missing", so its later appearance changes the key.
+func hashTree(path string) (map[string]string, error) {
 	st, err := os.Stat(path)
 	if os.IsNotExist(err) {
-		return "missing", nil
+		return map[string]string{path: "missing"}, nil
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if !st.IsDir() {
-		return hashFile(path)
+		h, err := hashFile(path)
+		return map[string]string{path: h}, err
 	}
-	h := sha256.New()
+	out := map[string]string{}
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -107,14 +118,16 @@ func hashTree(path string) (string, error) {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(path, p)
-		fmt.Fprintf(h, "%s\x00%s\n", filepath.ToSlash(rel), fh)
+		out[p] = fh
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if len(out) == 0 {
+		out[path] = "empty directory"
+	}
+	return out, nil
 }
 
 func stampPath(buildDir, step string) string {
@@ -171,18 +184,19 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return os.Rename(name, path)
 }
 
-// reuse decides whether a stamp can stand for a run with these parts. It
-// returns ok and, either way, the reason in words for --explain.
-func reuse(s *stamp, parts map[string]string) (bool, string) {
+// reuse decides whether a stamp can stand for a run with these parts in
+// buildDir. It returns ok and, either way, the reason in words for --explain.
+func reuse(s *stamp, buildDir string, parts map[string]string) (bool, string) {
+	if s.BuildDir != buildDir {
+		if s.BuildDir == "" {
+			return false, "ran: the stamp does not say which build dir it was made in (an older orchard wrote it)"
+		}
+		return false, "ran: the stamp was made in " + s.BuildDir + " (this build dir was copied or moved)"
+	}
 	if key := keyOf(parts); s.Key != key {
 		return false, "ran: " + diffParts(s.Parts, parts)
 	}
-	outs := make([]string, 0, len(s.Outputs))
-	for p := range s.Outputs {
-		outs = append(outs, p)
-	}
-	sort.Strings(outs)
-	for _, p := range outs {
+	for _, p := range sortedKeys(s.Outputs) {
 		h, err := hashFile(p)
 		if os.IsNotExist(err) {
 			return false, "ran: output " + p + " is missing"
@@ -191,35 +205,124 @@ func reuse(s *stamp, parts map[string]string) (bool, string) {
 			return false, "ran: output " + p + ": " + err.Error()
 		}
 		if h != s.Outputs[p] {
-			return false, "ran: output " + p + " changed since it was built"
+			return false, "ran: output " + p + " changed since it was built (removed, so it is built again)"
 		}
 	}
 	return true, "cached: inputs, commands, tools and environment unchanged; outputs present"
 }
 
-// diffParts says which key components changed, most specific first.
+// staleOutputs are the stamp's outputs inside buildDir that exist with
+// another hash than the one recorded: the engine removes them before the
+// step reruns, so the build tool cannot take a damaged file for up to date.
+// Paths outside buildDir (a stamp copied from elsewhere) are never touched.
+func staleOutputs(s *stamp, buildDir string) []string {
+	var out []string
+	for _, p := range sortedKeys(s.Outputs) {
+		if !within(buildDir, p) {
+			continue
+		}
+		if h, err := hashFile(p); err == nil && h != s.Outputs[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// within reports whether path is dir or inside it.
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// partOrder ranks key components for --explain: what a person edits first
+// (files), then what they set (env, tools, config), then what follows from
+// those (command lines, the step's own version).
+func partOrder(k string) int {
+	for i, p := range []string{"file ", "input ", "env ", "tool ", "config ", "command ", "version", "kind"} {
+		if strings.HasPrefix(k, p) {
+			return i
+		}
+	}
+	return 99
+}
+
+// diffParts says which key components changed, most specific first, with
+// the old and new values where they are short enough to read.
 func diffParts(old, cur map[string]string) string {
-	var changed []string
+	type change struct {
+		key, text string
+	}
+	var changed []change
 	for k, v := range cur {
 		if ov, ok := old[k]; !ok {
-			changed = append(changed, k+" is new")
+			changed = append(changed, change{k, k + " is new"})
 		} else if ov != v {
-			changed = append(changed, k+" changed")
+			changed = append(changed, change{k, k + " changed" + valueChange(k, ov, v)})
 		}
 	}
 	for k := range old {
 		if _, ok := cur[k]; !ok {
-			changed = append(changed, k+" was removed")
+			changed = append(changed, change{k, k + " was removed"})
 		}
 	}
 	if len(changed) == 0 {
 		return "the cache key changed"
 	}
-	sort.Strings(changed)
-	if len(changed) > 4 {
-		changed = append(changed[:4], fmt.Sprintf("and %d more", len(changed)-4))
+	sort.Slice(changed, func(i, j int) bool {
+		a, b := changed[i], changed[j]
+		if oa, ob := partOrder(a.key), partOrder(b.key); oa != ob {
+			return oa < ob
+		}
+		return a.key < b.key
+	})
+	var texts []string
+	for _, c := range changed {
+		texts = append(texts, c.text)
 	}
-	return strings.Join(changed, "; ")
+	if len(texts) > 4 {
+		texts = append(texts[:4], fmt.Sprintf("and %d more", len(texts)-4))
+	}
+	return strings.Join(texts, "; ")
+}
+
+// valueChange is " (old → new)" for values a person can read: env, tools,
+// config, and the first differing argument of a command. Content hashes
+// (files, inputs) say nothing to a reader and are left out.
+func valueChange(k, ov, v string) string {
+	quote := func(s string) string {
+		if len(s) > 80 {
+			s = s[:77] + "..."
+		}
+		return fmt.Sprintf("%q", s)
+	}
+	switch {
+	case strings.HasPrefix(k, "env "), strings.HasPrefix(k, "tool "), strings.HasPrefix(k, "config "), k == "version":
+		return " (" + quote(ov) + " → " + quote(v) + ")"
+	case strings.HasPrefix(k, "command "):
+		oa, na := strings.Split(ov, "\x00"), strings.Split(v, "\x00")
+		for i := 0; i < len(oa) || i < len(na); i++ {
+			var o, n string
+			if i < len(oa) {
+				o = oa[i]
+			}
+			if i < len(na) {
+				n = na[i]
+			}
+			if o != n {
+				return fmt.Sprintf(" (argument %d: %s → %s)", i, quote(o), quote(n))
+			}
+		}
+	}
+	return ""
 }
 
 // LoadOutput restores a step's typed output from its stamp in buildDir, for
@@ -230,12 +333,15 @@ func LoadOutput(buildDir, step string, out any) error {
 	if err != nil {
 		return err
 	}
-	for p, h := range s.Outputs {
+	if s.BuildDir != buildDir {
+		return fmt.Errorf("the %s step's stamp was made in %q, not here (the build dir was copied or moved)", step, s.BuildDir)
+	}
+	for _, p := range sortedKeys(s.Outputs) {
 		got, err := hashFile(p)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
-		if got != h {
+		if got != s.Outputs[p] {
 			return fmt.Errorf("%s changed since it was built", p)
 		}
 	}

@@ -150,6 +150,7 @@ func (e *Engine) runStep(ctx context.Context, st Step) (checks.StepSummary, Resu
 	// Cache lookup.
 	cs, cacheable := st.(Cacheable)
 	var parts map[string]string
+	var stale []string
 	explain := "ran: the step is not cacheable (always runs)"
 	sp := stampPath(e.Opts.BuildDir, name)
 	if cacheable && !e.Opts.NoCache {
@@ -161,6 +162,9 @@ func (e *Engine) runStep(ctx context.Context, st Step) (checks.StepSummary, Resu
 			return finish(failed(st, fmt.Errorf("cache key: %w", err)), "ran: cache key could not be computed")
 		}
 		old, rerr := readStamp(sp)
+		if rerr == nil {
+			stale = staleOutputs(old, e.Opts.BuildDir)
+		}
 		switch {
 		case e.Opts.Force:
 			explain = "ran: --force"
@@ -169,7 +173,7 @@ func (e *Engine) runStep(ctx context.Context, st Step) (checks.StepSummary, Resu
 		case rerr != nil:
 			explain = "ran: " + rerr.Error()
 		default:
-			ok, why := reuse(old, parts)
+			ok, why := reuse(old, e.Opts.BuildDir, parts)
 			explain = why
 			if ok && json.Unmarshal(old.Output, cs.Output()) == nil {
 				sum.Cached = true
@@ -180,8 +184,15 @@ func (e *Engine) runStep(ctx context.Context, st Step) (checks.StepSummary, Resu
 				explain = "ran: the stamp's output could not be restored"
 			}
 		}
-		// The step reruns: its old stamp no longer stands for anything.
+		// The step reruns: its old stamp no longer stands for anything, and
+		// an output that no longer matches it goes, so the build tool must
+		// remake it rather than find it up to date.
 		_ = os.Remove(sp)
+		for _, p := range stale {
+			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+				return finish(failed(st, fmt.Errorf("remove the damaged output %s: %w", p, err)), explain)
+			}
+		}
 	} else if cacheable {
 		explain = "ran: caching is off for this command"
 	}
@@ -231,7 +242,7 @@ func (e *Engine) writeStepStamp(cs Cacheable, sc *Context, path string, parts ma
 	if err != nil {
 		return err
 	}
-	s := &stamp{Key: keyOf(parts), Parts: parts, Outputs: map[string]string{}, Checks: res.Checks, Detail: res.Detail, Created: time.Now().UTC()}
+	s := &stamp{BuildDir: e.Opts.BuildDir, Key: keyOf(parts), Parts: parts, Outputs: map[string]string{}, Checks: res.Checks, Detail: res.Detail, Created: time.Now().UTC()}
 	for _, o := range in.Outputs {
 		h, err := hashFile(o)
 		if err != nil {

@@ -32,7 +32,19 @@ func (s *KernelStep) Output() any   { return &s.Out }
 // CheckIDs: the build is one item.
 func (s *KernelStep) CheckIDs(string) []string { return []string{"kernel"} }
 
-func (s *KernelStep) cmakeDir(sc *Context) string { return filepath.Join(sc.BuildDir, "cmake") }
+// tree is the CMake tree of this run's runtime source.
+func (s *KernelStep) tree(sc *Context) cmakeTree {
+	return treeFor(sc.BuildDir, s.B.SourceID(), s.B.RuntimeRoot(sc.BuildDir))
+}
+
+func (s *KernelStep) cmakeDir(sc *Context) string { return s.tree(sc).Dir }
+
+// fresh are the values whose change needs a new CMake cache for the tree.
+func (s *KernelStep) fresh(sc *Context) map[string]string {
+	m := configureValues(sc.Getenv)
+	m["compiler"] = s.B.Toolchain.Out.CXXPath
+	return m
+}
 
 func (s *KernelStep) runnerName(sc *Context) string { return "orchard-runner-" + sc.Backend }
 
@@ -78,19 +90,21 @@ func (s *KernelStep) outputs(sc *Context) KernelOut {
 	return o
 }
 
-// Key: the whole runtime (hosts, launcher, CMake files), the generated
-// translation units, the tools and the build configuration.
+// Key: the whole runtime (hosts, launcher, CMake files) file by file, the
+// generated translation units, the tools, the build configuration and the
+// environment CMake's configure reads.
 func (s *KernelStep) Key(sc *Context) (KeyInputs, error) {
-	h, err := s.B.Source.Hash(nil)
+	files, err := s.B.sourceFiles(nil)
 	if err != nil {
 		return KeyInputs{}, err
 	}
 	o := s.outputs(sc)
 	k := KeyInputs{
-		Version:  "1",
-		Config:   map[string]string{"runtime": h, "race": fmt.Sprint(s.B.Race)},
+		Version:  "2",
+		Config:   map[string]string{"runtime": s.B.SourceID(), "race": fmt.Sprint(s.B.Race)},
+		Files:    files,
 		Commands: [][]string{s.configure(sc), s.buildArgs(sc)},
-		Env:      []string{"CXXFLAGS", "LDFLAGS", "CMAKE_GENERATOR"},
+		Env:      ConfigureEnv,
 		Tools:    s.B.Toolchain.Out.Tools(),
 		Inputs:   []string{s.Shaders.Out.GenDir},
 		Outputs:  []string{o.Runner},
@@ -111,16 +125,34 @@ func (s *KernelStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	if _, err := s.B.materialize(sc.BuildDir); err != nil {
 		return Result{}, err
 	}
+	// A tree configured elsewhere (a copied or moved build dir), for other
+	// sources, or with other compiler flags cannot be configured again:
+	// start it afresh.
+	tree, fresh := s.tree(sc), s.fresh(sc)
+	why, err := tree.prepare(fresh)
+	if err != nil {
+		return Result{}, err
+	}
+	if why != "" && sc.Log != nil {
+		fmt.Fprintf(sc.Log, "# starting the CMake tree %s afresh: %s\n", tree.Dir, why)
+	}
+	if err := tree.forget(); err != nil {
+		return Result{}, err
+	}
 	sc.Progress("cmake configure")
-	if err := sc.Exec(ctx, Cmd{Args: s.configure(sc)}); err != nil {
+	if err := sc.Exec(ctx, Cmd{Args: s.configure(sc), Env: envList(configureValues(sc.Getenv))}); err != nil {
 		return Result{}, withHint(err, "CMake could not configure the runtime; the step log has its full output: "+filepath.Join(sc.BuildDir, "logs", "steps", "kernel.log"))
+	}
+	if err := tree.record(fresh); err != nil {
+		return Result{}, err
 	}
 	onLine := func(l string) {
 		if m := percentRE.FindStringSubmatch(strings.TrimSpace(l)); m != nil {
 			sc.Progress("[" + m[1] + "%] " + m[2])
 		}
 	}
-	if err := sc.Exec(ctx, Cmd{Args: s.buildArgs(sc), OnLine: onLine}); err != nil {
+	// The same environment: the build reruns the configure when a CMake file changed.
+	if err := sc.Exec(ctx, Cmd{Args: s.buildArgs(sc), Env: envList(configureValues(sc.Getenv)), OnLine: onLine}); err != nil {
 		return Result{}, withHint(err, "the runner failed to build; the compiler's errors are above and in "+filepath.Join(sc.BuildDir, "logs", "steps", "kernel.log"))
 	}
 	s.Out = s.outputs(sc)

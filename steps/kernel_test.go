@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +21,14 @@ func TestKernelConfigurePerBackend(t *testing.T) {
 	if strings.Contains(strings.Join(emu, " "), "METALLIB") {
 		t.Errorf("emu configure passes a metallib: %v", emu)
 	}
-	if o := k.outputs(&Context{BuildDir: "/b", Backend: BackendEmu}); o.Metallib != "" || o.TSanRunner != "/b/cmake/orchard-runner-emu-tsan" {
+	tree := treeFor("/b", "embedded", "/b/runtime").Dir
+	if !strings.HasPrefix(tree, "/b/cmake/") || len(tree) != len("/b/cmake/")+12 {
+		t.Errorf("the embedded runtime's CMake tree: %s", tree)
+	}
+	if ej := treeFor("/b", "/home/me/rt", "/home/me/rt").Dir; ej == tree || filepath.Dir(ej) != "/b/cmake" {
+		t.Errorf("an ejected runtime's tree %s beside the embedded one's %s", ej, tree)
+	}
+	if o := k.outputs(&Context{BuildDir: "/b", Backend: BackendEmu}); o.Metallib != "" || o.TSanRunner != tree+"/orchard-runner-emu-tsan" {
 		t.Errorf("emu outputs: %+v", o)
 	}
 
@@ -29,7 +37,7 @@ func TestKernelConfigurePerBackend(t *testing.T) {
 		t.Errorf("metal configure: %v", metal)
 	}
 	o := k.outputs(&Context{BuildDir: "/b", Backend: BackendMetal})
-	if o.Metallib != "/b/metal/orchard.metallib" || o.TSanRunner != "" || o.Runner != "/b/cmake/orchard-runner-metal" {
+	if o.Metallib != "/b/metal/orchard.metallib" || o.TSanRunner != "" || o.Runner != tree+"/orchard-runner-metal" {
 		t.Errorf("metal outputs: %+v", o)
 	}
 	if r := runnerFor(&KernelStep{Out: o}); !slices.Equal(r.Args, []string{"--library", "/b/metal/orchard.metallib"}) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -51,15 +52,16 @@ func (s *ShadersStep) metal() bool {
 // Key: the kernels, headers and shim (not the hosts: editing a host reruns
 // only the kernel build), the compilers and the flags.
 func (s *ShadersStep) Key(sc *Context) (KeyInputs, error) {
-	h, err := s.B.Source.Hash(func(p string) bool {
+	srcFiles, err := s.B.sourceFiles(func(p string) bool {
 		return strings.HasPrefix(p, "kernels/") || strings.HasPrefix(p, "include/") || strings.HasPrefix(p, "emu/")
 	})
 	if err != nil {
 		return KeyInputs{}, err
 	}
 	k := KeyInputs{
-		Version: "1",
-		Config:  map[string]string{"backend": sc.Backend, "runtime": h, "runtime_dir": s.B.RuntimeRoot(sc.BuildDir), "metal": fmt.Sprint(s.metal())},
+		Version: "2",
+		Config:  map[string]string{"backend": sc.Backend, "runtime_dir": s.B.RuntimeRoot(sc.BuildDir), "metal": fmt.Sprint(s.metal())},
+		Files:   srcFiles,
 		Env:     []string{"CXX", "CXXFLAGS"},
 		Tools:   s.B.Toolchain.Out.Tools(),
 	}
@@ -129,6 +131,11 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		res.Checks = mergeChecks(res.Checks)
 		res.Detail = "the emu pre-pass rejected a kernel"
 		return res, nil
+	}
+	// CMake globs the gen dir: drop units of kernels this runtime does not
+	// have (another --runtime's, or a deleted kernel's).
+	if err := pruneUnits(gen, units); err != nil {
+		return Result{}, err
 	}
 
 	// Compile each unit (syntax and semantics, no code generation: the
@@ -242,4 +249,20 @@ func (s *ShadersStep) compileMetal(ctx context.Context, sc *Context, root string
 func emuCompileFlags(root string) []string {
 	return []string{"-std=c++20", "-pthread", "-Wno-attributes",
 		"-I", filepath.Join(root, "emu", "include"), "-I", filepath.Join(root, "include"), "-I", filepath.Join(root, "emu")}
+}
+
+// pruneUnits removes the generated *.emu.cpp files in gen that are not keep.
+func pruneUnits(gen string, keep []string) error {
+	old, err := filepath.Glob(filepath.Join(gen, "*.emu.cpp"))
+	if err != nil {
+		return err
+	}
+	for _, p := range old {
+		if !slices.Contains(keep, p) {
+			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -56,6 +56,10 @@ type KeyInputs struct {
 	Env []string
 	// Tools maps a tool to its version (and path): a compiler upgrade reruns.
 	Tools map[string]string
+	// Files are content hashes the step computed itself, by name (runtime
+	// files by their path relative to the runtime root): each is its own
+	// key component, so --explain names the file that changed.
+	Files map[string]string
 	// Inputs are files (or directories, walked) whose contents are hashed.
 	Inputs []string
 	// Outputs are files the step produces: they must exist and match their

@@ -126,7 +126,7 @@ func TestRebuildCachesVerifiesAndForces(t *testing.T) {
 	}
 
 	// Deleting an output reruns the step that made it, and only what follows.
-	runner := filepath.Join(dir, "cmake", "orchard-runner-emu")
+	runner := builtRunner(t, dir)
 	if err := os.Remove(runner); err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,9 @@ type GlobalOptions struct {
 	JSON     bool
 	Verbose  bool
 	Runtime  string
+
+	// BuildDirSet: --build-dir was given (perhaps as "").
+	BuildDirSet bool
 }
 
 // Factory carries what commands share: the streams and the global flags.
@@ -67,9 +70,14 @@ func (f *Factory) runtimeSource() (metalkern.Source, error) {
 	return src, nil
 }
 
-// resolveBuildDir returns --build-dir, or <user cache dir>/orchard/<backend>.
+// resolveBuildDir returns --build-dir, or <user cache dir>/orchard/<backend>
+// when the flag is not given. An empty --build-dir is a usage error, never
+// a silent fall back to the shared default.
 func (f *Factory) resolveBuildDir(backend string) (string, error) {
-	if f.Global.BuildDir != "" {
+	if f.Global.BuildDirSet || f.Global.BuildDir != "" {
+		if strings.TrimSpace(f.Global.BuildDir) == "" {
+			return "", usageErrorf("--build-dir is empty: give a directory, or leave the flag out for the default <user cache dir>/orchard/%s", backend)
+		}
 		return filepath.Abs(f.Global.BuildDir)
 	}
 	base := f.IO.Getenv("XDG_CACHE_HOME")
@@ -144,6 +152,7 @@ With no command, orchard runs 'orchard rebuild'. Start with 'orchard doctor'.`,
 	pf.BoolVarP(&f.Global.Verbose, "verbose", "v", false, "show more detail")
 	pf.StringVar(&f.Global.Runtime, "runtime", "", "use the runtime sources in `DIR` (see 'orchard eject') instead of the embedded ones")
 	cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		f.Global.BuildDirSet = c.Flags().Changed("build-dir")
 		switch f.Global.Color {
 		case "auto", "always", "never":
 		default:

@@ -73,6 +73,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"no-such-command"},
 		{"eject"},
 		{"attn", "--q", "q.npy"},
+		{"rebuild", "--build-dir", ""},
+		{"verify", "--build-dir="},
+		{"tail-logs", "--build-dir", " "},
 	} {
 		code, out, errOut := runCLI(t, nil, args...)
 		if code != exitUsage {
