@@ -135,6 +135,7 @@ func (e *Engine) runStep(ctx context.Context, st Step) (checks.StepSummary, Resu
 		Backend:  e.Opts.Backend,
 		Verbose:  e.Opts.Verbose,
 		Timeout:  e.Opts.StepTimeout,
+		Force:    e.Opts.Force,
 		step:     name,
 		events:   e.Opts.Events,
 		getenv:   e.Opts.Getenv,

@@ -3,7 +3,9 @@ package steps
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	version "github.com/hashicorp/go-version"
 )
@@ -34,17 +36,41 @@ var (
 )
 
 // ParseToolVersion extracts the first version in s ("cmake version
-// 3.29.0-rc1" → 3.29.0-rc1, "26.0 beta" → 26.0-beta).
+// 3.29.0-rc1" → 3.29.0-rc1, "26.0 beta" → 26.0-beta). A pre-release or
+// build part that is not a valid one ("3.25.1-rc1..x") is dropped: the
+// dotted numbers are the version.
 func ParseToolVersion(s string) (*version.Version, error) {
 	m := versionRE.FindStringSubmatch(s)
 	if m == nil {
-		return nil, fmt.Errorf("no version number in %q", firstLine(s))
+		return nil, fmt.Errorf("no version number in %s", quoteLine(s))
 	}
 	v := m[1] + strings.TrimRight(m[2], ".+~-")
 	if m[3] != "" && m[2] == "" {
 		v += "-" + strings.ToLower(m[3]) + m[4]
 	}
-	return version.NewVersion(v)
+	if ver, err := version.NewVersion(v); err == nil {
+		return ver, nil
+	}
+	if ver, err := version.NewVersion(m[1]); err == nil {
+		return ver, nil
+	}
+	// Only a number too large for go-version's int64 segments gets here.
+	return nil, fmt.Errorf("version number out of range in %s", quoteLine(s))
+}
+
+// quoteLine quotes s's first line for an error message, shortened to 60
+// bytes: a tool that prints one huge line must not make a huge checklist item.
+func quoteLine(s string) string {
+	const max = 60
+	l := firstLine(s)
+	if len(l) > max {
+		i := max
+		for i > 0 && !utf8.RuneStart(l[i]) {
+			i--
+		}
+		l = l[:i] + "…"
+	}
+	return strconv.Quote(l)
 }
 
 // VersionAtLeast reports whether the version found in s satisfies ">= min",
@@ -66,7 +92,7 @@ func VersionAtLeast(s, min string) (bool, error) {
 func ParseCMakeVersion(out string) (string, error) {
 	m := cmakeRE.FindStringSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("unexpected cmake --version output %q", firstLine(out))
+		return "", fmt.Errorf("unexpected cmake --version output %s", quoteLine(out))
 	}
 	return m[1], nil
 }
@@ -108,7 +134,7 @@ func ParseMetalVersion(out string) (string, error) {
 	}
 	m := metalRE.FindStringSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("unexpected metal --version output %q", firstLine(out))
+		return "", fmt.Errorf("unexpected metal --version output %s", quoteLine(out))
 	}
 	return m[1], nil
 }
@@ -128,7 +154,7 @@ func ParseMetallibVersion(out string) (string, error) {
 	if m := verWordRE.FindStringSubmatch(out); m != nil {
 		return m[1], nil
 	}
-	return "", fmt.Errorf("unexpected metallib --version output %q", firstLine(out))
+	return "", fmt.Errorf("unexpected metallib --version output %s", quoteLine(out))
 }
 
 // ParseXcodeVersion reads `xcodebuild -version` ("Xcode 26.0\nBuild version
@@ -136,7 +162,7 @@ func ParseMetallibVersion(out string) (string, error) {
 func ParseXcodeVersion(out string) (string, error) {
 	m := xcodeRE.FindStringSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("unexpected xcodebuild -version output %q", firstLine(out))
+		return "", fmt.Errorf("unexpected xcodebuild -version output %s", quoteLine(out))
 	}
 	return m[1], nil
 }
@@ -145,7 +171,7 @@ func ParseXcodeVersion(out string) (string, error) {
 func ParsePythonVersion(out string) (string, error) {
 	m := pythonRE.FindStringSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("unexpected python3 --version output %q", firstLine(out))
+		return "", fmt.Errorf("unexpected python3 --version output %s", quoteLine(out))
 	}
 	return m[1], nil
 }

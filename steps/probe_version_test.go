@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -198,5 +199,26 @@ func TestProbeParseTorch(t *testing.T) {
 	}
 	if _, err := ParseTorchProbe("Traceback (most recent call last):\n"); err == nil {
 		t.Error("traceback: want an error")
+	}
+}
+
+// Found by FuzzToolVersion: a malformed pre-release part made the whole
+// version unreadable, and a huge output line made a huge error.
+func TestParseToolVersionMalformedSuffixAndLongLines(t *testing.T) {
+	for in, want := range map[string]string{
+		"cmake version 3.25.1-rc1..x": "3.25.1",
+		"cmake version 3.25.1-x+y+z":  "3.25.1",
+	} {
+		v, err := ParseToolVersion(in)
+		if err != nil || v.String() != want {
+			t.Errorf("ParseToolVersion(%q) = %v, %v; want %s", in, v, err, want)
+		}
+	}
+	long := "cmake: " + strings.Repeat("x", 100000)
+	if _, err := ParseCMakeVersion(long); err == nil || len(err.Error()) > 120 {
+		t.Errorf("a 100 kB line: want a short error, got %.120v", err)
+	}
+	if _, err := ParseToolVersion("version 99999999999999999999.1"); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("an int64-overflowing version: %v", err)
 	}
 }

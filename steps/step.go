@@ -98,6 +98,9 @@ type Context struct {
 	Verbose bool
 	// Timeout bounds each child process the step runs (0: the step's own).
 	Timeout time.Duration
+	// Force is the run's --force: steps that keep their own caches (the
+	// toolchain's probe cache) ignore them.
+	Force bool
 
 	step   string
 	events func(Event)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/orchardkit/orchard/checks"
 )
@@ -47,8 +48,11 @@ func (t ToolchainInfo) Tools() map[string]string {
 	return m
 }
 
-// ToolchainStep checks the tools the backend needs. It is not cacheable:
-// the environment is checked on every run.
+// ToolchainStep checks the tools the backend needs. It is not cacheable as
+// a step (the environment is checked on every run), but with a build dir it
+// reuses the CMake and compiler probes' passing answers from the probe
+// cache (probecache.go) while the tools' files, PATH and CXX are unchanged;
+// --force (sc.Force) always re-probes.
 type ToolchainStep struct {
 	// Prober is shared with ResolveBackend so no probe runs twice; nil
 	// makes one from the run's environment.
@@ -85,6 +89,7 @@ func (s *ToolchainStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	if backend == "" {
 		backend = BackendEmu
 	}
+	reused, key := s.useProbeCache(sc, p)
 	results := p.Probes(ctx, backend, false)
 	if backend == BackendEmu && p.GOOS == "darwin" {
 		// A Mac whose GPU cannot run the kernels (a hosted runner) still
@@ -101,10 +106,19 @@ func (s *ToolchainStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	if len(reused) == 0 && key != nil {
+		if err := saveProbeCache(probeCacheFile(sc.BuildDir), key, results); err != nil && sc.Log != nil {
+			fmt.Fprintf(sc.Log, "probe cache not written (the next run probes again): %v\n", err)
+		}
+	}
 	s.Out = ToolchainInfo{Backend: backend, Platform: p.Platform(), CXXFlags: slices.Clone(CXXFlags)}
 	var res Result
 	var have, missing []string
 	for _, r := range results {
+		if when, ok := reused[r.Check.ID]; ok {
+			r.Check.Evidence = append(slices.Clip(r.Check.Evidence), "probed "+when.Local().Format(time.DateTime)+
+				"; reused while the tool files, PATH and CXX are unchanged (--force probes again)")
+		}
 		res.Checks = append(res.Checks, r.Check)
 		if sc.Log != nil {
 			fmt.Fprintf(sc.Log, "%s: %s\n", r.Check.ID, r.Check.Status)
@@ -134,6 +148,37 @@ func (s *ToolchainStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		res.Detail = strings.Join(have, ", ")
 	}
 	return res, nil
+}
+
+// useProbeCache seeds p with the cached probe answers for sc's build dir
+// when their key still holds. It returns when each seeded probe ran (nil:
+// none were; they probe now) and the key, taken before any probe runs so a
+// tool replaced meanwhile is probed again next time. The step log says
+// why it probes.
+func (s *ToolchainStep) useProbeCache(sc *Context, p *Prober) (map[string]time.Time, map[string]string) {
+	if sc.BuildDir == "" {
+		return nil, nil
+	}
+	path := probeCacheFile(sc.BuildDir)
+	parts := p.probeKeyParts()
+	why := "--force"
+	if !sc.Force {
+		if c := loadProbeCache(path, parts); c != nil {
+			used := map[string]time.Time{}
+			for _, id := range p.seed(c.Results) {
+				used[id] = c.Created
+			}
+			if sc.Log != nil {
+				fmt.Fprintf(sc.Log, "probes reused from %s (probed %s): tool files, PATH and CXX unchanged\n", path, c.Created.Format(time.RFC3339))
+			}
+			return used, parts
+		}
+		why = whyReprobe(path, parts)
+	}
+	if sc.Log != nil {
+		fmt.Fprintf(sc.Log, "probing: %s\n", why)
+	}
+	return nil, parts
 }
 
 // fill copies a passed probe's facts into t.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -22,5 +23,25 @@ func main() {
 	// running step's process group is killed, no stamp is written, exit 130.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], systemIOStreams()))
+	stopProfile := startCPUProfile(os.Getenv("ORCHARD_CPUPROFILE"))
+	code := run(ctx, os.Args[1:], systemIOStreams())
+	stopProfile()
+	os.Exit(code)
+}
+
+// startCPUProfile writes a CPU profile of the whole run to path (a hidden
+// developer aid, docs/perf.md: ORCHARD_CPUPROFILE=FILE); "" does nothing.
+func startCPUProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		os.Stderr.WriteString("orchard: ORCHARD_CPUPROFILE: " + err.Error() + "\n")
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
