@@ -29,7 +29,8 @@ func (in *inputs) tensors() []*tensor {
 }
 
 // checkInputs reads only the headers and checks shapes, dtypes, the
-// runtime's limits and the memory the run needs: no tensor data is read.
+// runtime's limits, the memory the run needs and then each file's size:
+// no tensor data is read.
 func checkInputs(opts Options) (*inputs, error) {
 	read := func(flag, path string) (*tensor, error) {
 		h, err := npy.ReadHeader(path)
@@ -100,6 +101,11 @@ func checkInputs(opts Options) (*inputs, error) {
 			}
 			return nil, inputErrorf("%s %s: %d elements of %s; this run (%s) needs ~%s and %s is available: use smaller tensors or free memory",
 				big.flag, big.path, big.h.Elements(), big.h.DType, backend, gib(need), gib(avail))
+		}
+	}
+	for _, t := range in.tensors() {
+		if err := npy.CheckSize(t.path, t.h); err != nil {
+			return nil, inputErrorf("%s: %v", t.flag, err)
 		}
 	}
 	return in, nil

@@ -87,28 +87,28 @@ func (h Header) Elements() int {
 func (h Header) DataBytes() int64 { return int64(h.Elements()) * int64(h.DType.Size()) }
 
 // ReadHeader reads and validates only the header of the .npy file at path:
-// no data is read, so a header claiming a huge shape costs nothing. It also
-// checks that the file holds exactly the data the header promises.
+// no data is read, so a header claiming a huge shape costs nothing.
+// CheckSize then tells whether the file holds that data.
 func ReadHeader(path string) (Header, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Header{}, err
 	}
 	defer f.Close()
-	h, err := decodeHeader(f, path)
+	return decodeHeader(f, path)
+}
+
+// CheckSize reports an error when the file at path (a regular file whose
+// header is h) holds less or more data than h promises, from its size alone.
+func CheckSize(path string, h Header) error {
+	st, err := os.Stat(path)
 	if err != nil {
-		return h, err
+		return err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		return h, err
+	if !st.Mode().IsRegular() {
+		return nil
 	}
-	if st.Mode().IsRegular() {
-		if err := sizeMismatch(path, st.Size()-h.DataOffset, h); err != nil {
-			return h, err
-		}
-	}
-	return h, nil
+	return sizeMismatch(path, st.Size()-h.DataOffset, h)
 }
 
 // sizeMismatch explains data of got bytes that is not what h promises.
