@@ -342,7 +342,9 @@ func TestNonFiniteRefusedBeforeBuild(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	o.AllowNonFinite = true
-	o.Runner = func(context.Context) (metalkern.Runner, error) { return metalkern.Runner{}, errors.New("no build here") }
+	o.Runner = func(context.Context) (metalkern.Runner, error) {
+		return metalkern.Runner{}, errors.New("no build here")
+	}
 	if _, err := Run(context.Background(), o); err == nil || err.Error() != "no build here" {
 		t.Fatalf("with AllowNonFinite: %v", err)
 	}
