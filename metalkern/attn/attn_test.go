@@ -349,3 +349,29 @@ func TestNonFiniteRefusedBeforeBuild(t *testing.T) {
 		t.Fatalf("with AllowNonFinite: %v", err)
 	}
 }
+
+// A rename that fails while the outputs are put in place (here: an earlier
+// dv.npy that cannot be moved, being immutable) undoes the renames before
+// it: DIR keeps the earlier run's outputs.
+func TestFailedCommitRestoresEarlierOutputs(t *testing.T) {
+	f := newFixture(t, 1, 1, 4, 4, 8, npy.Float32)
+	out := filepath.Join(f.dir, "out")
+	if _, err := Run(context.Background(), f.opts(out, true)); err != nil {
+		t.Fatal(err)
+	}
+	dv := filepath.Join(out, "dv.npy")
+	if b, err := exec.Command("chattr", "+i", dv).CombinedOutput(); err != nil {
+		t.Skipf("cannot make a file immutable (chattr +i needs root and ext4/xfs/btrfs): %v: %s", err, bytes.TrimSpace(b))
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", dv).Run() })
+	before := snapshot(t, out)
+	o := f.opts(out, false)
+	o.Causal = true // different outputs
+	_, err := Run(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "cannot write "+dv+": operation not permitted") {
+		t.Fatalf("err = %v", err)
+	}
+	if after := snapshot(t, out); !sameSnapshot(before, after) {
+		t.Errorf("out changed by a failed commit: %v, was %v", names(after), names(before))
+	}
+}
