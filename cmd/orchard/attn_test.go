@@ -95,16 +95,9 @@ func TestAttnOversizedHeaderIsExit2WithTheNumbers(t *testing.T) {
 // A full disk while writing the outputs: the message names the output and
 // says the disk is full, and DIR is as it was.
 func TestAttnFullDiskNamesTheOutputAndKeepsDIR(t *testing.T) {
-	disk := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a small tmpfs to fill (needs root on Linux): %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	t.Cleanup(func() { exec.Command("umount", disk).Run() })
+	out := fullOutDir(t)
 	dir, _ := attnFixture(t, 1, 1, 64, 64, 64, npy.Float32) // 16 KiB per output
 	p := func(n string) string { return filepath.Join(dir, n) }
-	out := filepath.Join(disk, "out")
-	os.Mkdir(out, 0o755)
-	os.WriteFile(filepath.Join(out, "notes.txt"), []byte("mine"), 0o644)
 	code, _, stderr := runCLI(t, nil, "attn", "--backend", "reference", "--out", out, "--q", p("q.npy"), "--k", p("k.npy"), "--v", p("v.npy"), "--do", p("do.npy"))
 	if code == 0 || !strings.Contains(stderr, "orchard: cannot write "+out+"/") || !strings.Contains(stderr, ": no space left on device") {
 		t.Errorf("exit %d, stderr %q; want the output's path and 'no space left on device'", code, stderr)
@@ -112,4 +105,35 @@ func TestAttnFullDiskNamesTheOutputAndKeepsDIR(t *testing.T) {
 	if got := dirNames(t, out); !slices.Equal(got, []string{"notes.txt"}) {
 		t.Errorf("out holds %v after a failed run", got)
 	}
+}
+
+// The same with the runner writing: its message names the output in DIR
+// (not the stage) and the system's reason.
+func TestAttnRunnerFullDiskNamesTheOutputAndKeepsDIR(t *testing.T) {
+	build := sharedBuild(t)
+	out := fullOutDir(t)
+	dir, _ := attnFixture(t, 1, 1, 64, 64, 64, npy.Float32)
+	p := func(n string) string { return filepath.Join(dir, n) }
+	code, _, stderr := runCLI(t, nil, "attn", "--build-dir", build, "--out", out, "--q", p("q.npy"), "--k", p("k.npy"), "--v", p("v.npy"), "--do", p("do.npy"))
+	if code != exitFailed || !strings.Contains(stderr, out+"/") || strings.Contains(stderr, ".orchard-attn-") || !strings.Contains(strings.ToLower(stderr), "no space left on device") {
+		t.Errorf("exit %d, stderr %q; want exit 1 naming the output in DIR and 'no space left on device'", code, stderr)
+	}
+	if got := dirNames(t, out); !slices.Equal(got, []string{"notes.txt"}) {
+		t.Errorf("out holds %v after a failed run", got)
+	}
+}
+
+// fullOutDir is an output dir holding notes.txt on a 64 KiB tmpfs, or
+// skips when mounting is not permitted.
+func fullOutDir(t *testing.T) string {
+	t.Helper()
+	disk := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs to fill (needs root on Linux): %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	t.Cleanup(func() { exec.Command("umount", disk).Run() })
+	out := filepath.Join(disk, "out")
+	os.Mkdir(out, 0o755)
+	os.WriteFile(filepath.Join(out, "notes.txt"), []byte("mine"), 0o644)
+	return out
 }
