@@ -375,3 +375,28 @@ func TestFailedCommitRestoresEarlierOutputs(t *testing.T) {
 		t.Errorf("out changed by a failed commit: %v, was %v", names(after), names(before))
 	}
 }
+
+// The stage of a killed run is swept by the next run into the same DIR; a
+// live run's stage and the user's own files are not.
+func TestKilledRunsStageIsSwept(t *testing.T) {
+	f := newFixture(t, 1, 1, 2, 2, 2, npy.Float32)
+	out := filepath.Join(f.dir, "out")
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	killed := fmt.Sprintf(".orchard-attn-%d-123", dead.Process.Pid)
+	live := fmt.Sprintf(".orchard-attn-%d-456", os.Getppid())
+	for _, d := range []string{killed, live, ".orchard-attn-mine"} {
+		os.MkdirAll(filepath.Join(out, d), 0o755)
+		os.WriteFile(filepath.Join(out, d, "o.npy"), []byte("x"), 0o644)
+	}
+	if _, err := Run(context.Background(), f.opts(out, false)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{".orchard-attn-mine", live, "lse.npy", "o.npy"}
+	slices.Sort(want)
+	if got := names(snapshot(t, out)); !slices.Equal(got, want) {
+		t.Errorf("out holds %v, want %v", got, want)
+	}
+}

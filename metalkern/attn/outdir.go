@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -35,12 +36,14 @@ func newStage(out string) (*stage, error) {
 	case err == nil && !fi.IsDir():
 		return nil, inputErrorf("--out %s: exists and is not a directory", out)
 	case err == nil:
-		st.dir, err = os.MkdirTemp(out, ".orchard-attn-*")
+		sweep(out)
+		st.dir, err = os.MkdirTemp(out, stagePrefix())
 	case errors.Is(err, fs.ErrNotExist):
 		st.fresh = true
 		parent := filepath.Dir(filepath.Clean(out))
 		if err = st.mkParents(parent); err == nil {
-			st.dir, err = os.MkdirTemp(parent, ".orchard-attn-*")
+			sweep(parent)
+			st.dir, err = os.MkdirTemp(parent, stagePrefix())
 		}
 	}
 	if err != nil {
@@ -48,6 +51,26 @@ func newStage(out string) (*stage, error) {
 		return nil, inputErrorf("--out %s: cannot write there: %v", out, reason(err))
 	}
 	return st, nil
+}
+
+// stagePrefix names a stage after this process, so that the next run can
+// tell a killed run's stage from a live one's.
+func stagePrefix() string { return fmt.Sprintf(".orchard-attn-%d-*", os.Getpid()) }
+
+// sweep removes the stages in dir of runs whose process no longer exists
+// (killed before they could clean up).
+func sweep(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), ".orchard-attn-")
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pid, _, ok := strings.Cut(rest, "-")
+		if n, err := strconv.Atoi(pid); ok && err == nil && n > 0 && n != os.Getpid() && !processExists(n) {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // mkParents creates the missing ancestors of out, recording them so that a
