@@ -119,6 +119,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			}
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
 	names := Outputs[:2]
 	if in.do != nil {
 		names = Outputs
@@ -129,7 +132,15 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	defer st.discard()
 	if opts.Reference {
-		err = runReference(in, opts, st)
+		// The float64 loops do not watch ctx: on Ctrl-C return at once
+		// (the process is exiting; the next run sweeps the stage).
+		done := make(chan error, 1)
+		go func() { done <- runReference(in, opts, st) }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
 	} else {
 		err = runRunner(ctx, in, opts, st)
 	}

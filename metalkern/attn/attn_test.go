@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orchardkit/orchard/metalkern"
 	"github.com/orchardkit/orchard/metalkern/npy"
@@ -398,5 +399,21 @@ func TestKilledRunsStageIsSwept(t *testing.T) {
 	slices.Sort(want)
 	if got := names(snapshot(t, out)); !slices.Equal(got, want) {
 		t.Errorf("out holds %v, want %v", got, want)
+	}
+}
+
+// Cancelling (Ctrl-C) ends a long reference run at once, leaving DIR as it
+// was.
+func TestCancelEndsAReferenceRun(t *testing.T) {
+	f := newFixture(t, 1, 1, 4096, 4096, 64, npy.Float32) // seconds of float64 work
+	out := filepath.Join(f.dir, "out")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	_, err := Run(ctx, f.opts(out, true))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("out exists after a cancelled run: %v", err)
 	}
 }
