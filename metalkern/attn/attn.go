@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
-	"strings"
+	"slices"
 
 	"github.com/orchardkit/orchard/metalkern"
 	"github.com/orchardkit/orchard/metalkern/npy"
@@ -122,9 +122,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	names := Outputs[:2]
+	names := slices.Clone(Outputs[:2])
 	if in.do != nil {
-		names = Outputs
+		names = slices.Clone(Outputs)
 	}
 	st, err := newStage(opts.Out)
 	if err != nil {
@@ -246,7 +246,3 @@ func abs(p string) string {
 // gib renders bytes as GiB with one decimal.
 func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
 
-// shapeString renders a shape as [2,3,4].
-func shapeString(s []int) string {
-	return strings.ReplaceAll(fmt.Sprint(s), " ", ",")
-}
