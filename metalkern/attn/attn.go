@@ -245,4 +245,3 @@ func abs(p string) string {
 
 // gib renders bytes as GiB with one decimal.
 func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
-
