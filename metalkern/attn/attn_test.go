@@ -405,7 +405,7 @@ func TestKilledRunsStageIsSwept(t *testing.T) {
 // Cancelling (Ctrl-C) ends a long reference run at once, leaving DIR as it
 // was.
 func TestCancelEndsAReferenceRun(t *testing.T) {
-	f := newFixture(t, 1, 1, 4096, 4096, 64, npy.Float32) // seconds of float64 work
+	f := newFixture(t, 1, 1, 2048, 2048, 64, npy.Float32) // ~2 s of float64 work
 	out := filepath.Join(f.dir, "out")
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
