@@ -131,36 +131,6 @@ func TestAttnBadInputIsExit2AndLeavesNothing(t *testing.T) {
 	}
 }
 
-func TestAttnReferenceBackend(t *testing.T) {
-	dir, in := attnFixture(t, 1, 2, 6, 9, 5, npy.Float32)
-	out := filepath.Join(dir, "out")
-	code, _, stderr := runCLI(t, nil, "attn", "--backend", "reference", "--causal", "--out", out,
-		"--q", filepath.Join(dir, "q.npy"), "--k", filepath.Join(dir, "k.npy"), "--v", filepath.Join(dir, "v.npy"), "--do", filepath.Join(dir, "do.npy"))
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	s := reference.Shape{B: 1, H: 2, Nq: 6, Nk: 9, D: 5}
-	q, k, v := reference.Float64s(in["q"].Data), reference.Float64s(in["k"].Data), reference.Float64s(in["v"].Data)
-	o, lse := reference.Forward(q, k, v, s, true, reference.DefaultScale(5))
-	for name, ref := range map[string][]float64{"o.npy": o, "lse.npy": lse} {
-		a, err := npy.Read(filepath.Join(out, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e := reference.RelErr(a.Data, ref); e > 1e-6 {
-			t.Errorf("%s: rel err %g", name, e)
-		}
-	}
-	if a, err := npy.Read(filepath.Join(out, "lse.npy")); err != nil || len(a.Shape) != 3 || a.DType != npy.Float32 {
-		t.Errorf("lse.npy: %+v %v", a, err)
-	}
-	for _, n := range []string{"dq.npy", "dk.npy", "dv.npy"} {
-		if _, err := os.Stat(filepath.Join(out, n)); err != nil {
-			t.Errorf("%s: %v", n, err)
-		}
-	}
-}
-
 func TestAttnOnEmuMatchesReference(t *testing.T) {
 	build := sharedBuild(t)
 	for _, dt := range []npy.DType{npy.Float32, npy.Float16} {

@@ -67,25 +67,81 @@ func Read(path string) (*Array, error) {
 	return Decode(f, path)
 }
 
-// Decode reads one .npy array from r, which must end with the array's
-// data. name identifies the source in error messages.
-func Decode(r io.Reader, name string) (*Array, error) {
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+// Header is what a .npy file's header says about the data after it.
+type Header struct {
+	Shape []int
+	DType DType
+	// DataOffset is the number of bytes before the data: magic, version,
+	// header length and header dict.
+	DataOffset int64
+}
+
+// Elements returns the number of elements the shape holds. The parser
+// guarantees that it and DataBytes fit in an int.
+func (h Header) Elements() int {
+	n, _ := shapeElems(h.Shape)
+	return n
+}
+
+// DataBytes returns the number of data bytes the header promises.
+func (h Header) DataBytes() int64 { return int64(h.Elements()) * int64(h.DType.Size()) }
+
+// ReadHeader reads and validates only the header of the .npy file at path:
+// no data is read, so a header claiming a huge shape costs nothing.
+// CheckSize then tells whether the file holds that data.
+func ReadHeader(path string) (Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Header{}, err
+	}
+	defer f.Close()
+	return decodeHeader(f, path)
+}
+
+// CheckSize reports an error when the file at path (a regular file whose
+// header is h) holds less or more data than h promises, from its size alone.
+func CheckSize(path string, h Header) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return nil
+	}
+	return sizeMismatch(path, st.Size()-h.DataOffset, h)
+}
+
+// sizeMismatch explains data of got bytes that is not what h promises.
+func sizeMismatch(name string, got int64, h Header) error {
+	need := h.DataBytes()
+	switch {
+	case got < need:
+		return fmt.Errorf("%s: has %d bytes of data, shape %v needs %d; the file is truncated", name, got, h.Shape, need)
+	case got > need:
+		return fmt.Errorf("%s: has %d bytes of data, shape %v needs %d; unexpected trailing data", name, got, h.Shape, need)
+	}
+	return nil
+}
+
+// decodeHeader reads the magic, version, length and header dict from r,
+// leaving r at the first data byte. It is the one .npy header parser.
+func decodeHeader(r io.Reader, name string) (Header, error) {
+	fail := func(format string, args ...any) (Header, error) {
+		return Header{}, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
 	}
 	var pre [8]byte
 	n, err := io.ReadFull(r, pre[:])
 	if n < len(npyMagic) || string(pre[:len(npyMagic)]) != npyMagic {
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fail("%v", err)
+			return fail("%v", err)
 		}
 		if bytes.HasPrefix(pre[:n], []byte("PK\x03\x04")) {
-			return nil, fail("not a .npy file (it is a zip archive, perhaps an .npz; save arrays with np.save)")
+			return fail("not a .npy file (it is a zip archive, perhaps an .npz; save arrays with np.save)")
 		}
-		return nil, fail("not a .npy file (it does not start with \\x93NUMPY)")
+		return fail("not a .npy file (it does not start with \\x93NUMPY)")
 	}
 	if err != nil {
-		return nil, fail("truncated .npy header")
+		return fail("truncated .npy header")
 	}
 	major, minor := pre[6], pre[7]
 	var lenBytes int
@@ -95,19 +151,19 @@ func Decode(r io.Reader, name string) (*Array, error) {
 	case (major == 2 || major == 3) && minor == 0:
 		lenBytes = 4
 	default:
-		return nil, fail(".npy format version %d.%d is not supported (orchard reads 1.0, 2.0 and 3.0)", major, minor)
+		return fail(".npy format version %d.%d is not supported (orchard reads 1.0, 2.0 and 3.0)", major, minor)
 	}
 	var lb [4]byte
 	if _, err := io.ReadFull(r, lb[:lenBytes]); err != nil {
-		return nil, fail("truncated .npy header")
+		return fail("truncated .npy header")
 	}
 	hlen := int(binary.LittleEndian.Uint32(lb[:]))
 	if hlen > npyMaxHeaderSize {
-		return nil, fail("header claims %d bytes; over the %d-byte limit, the file is corrupt", hlen, npyMaxHeaderSize)
+		return fail("header claims %d bytes; over the %d-byte limit, the file is corrupt", hlen, npyMaxHeaderSize)
 	}
 	raw := make([]byte, hlen)
 	if got, err := io.ReadFull(r, raw); err != nil {
-		return nil, fail("header truncated: %d of %d bytes", got, hlen)
+		return fail("header truncated: %d of %d bytes", got, hlen)
 	}
 	var header string
 	if major == 3 {
@@ -117,36 +173,87 @@ func Decode(r io.Reader, name string) (*Array, error) {
 	}
 	h, err := parseNPYHeader(header)
 	if err != nil {
-		return nil, fail("%v", err)
+		return fail("%v", err)
 	}
-
 	elems, ok := shapeElems(h.shape)
-	size := h.dtype.Size()
-	if !ok || elems > math.MaxInt/size {
-		return nil, fail("shape %v is too large", h.shape)
+	if !ok || elems > math.MaxInt/h.dtype.Size() {
+		return fail("shape %v is too large", h.shape)
 	}
-	need := elems * size
+	return Header{Shape: h.shape, DType: h.dtype, DataOffset: int64(len(pre) + lenBytes + hlen)}, nil
+}
+
+// Decode reads one .npy array from r, which must end with the array's
+// data. name identifies the source in error messages.
+func Decode(r io.Reader, name string) (*Array, error) {
+	h, err := decodeHeader(r, name)
+	if err != nil {
+		return nil, err
+	}
+	need := int(h.DataBytes())
 	data, got, err := readData(r, need)
 	if err != nil {
-		return nil, fail("reading data: %v", err)
+		return nil, fmt.Errorf("%s: reading data: %v", name, err)
 	}
-	switch {
-	case got < need:
-		return nil, fail("has %d bytes of data, shape %v needs %d; the file is truncated", got, h.shape, need)
-	case got > need:
-		return nil, fail("has %d bytes of data, shape %v needs %d; unexpected trailing data", got, h.shape, need)
+	if err := sizeMismatch(name, int64(got), h); err != nil {
+		return nil, err
 	}
-	a := &Array{Shape: h.shape, DType: h.dtype, Data: make([]float32, elems)}
-	if h.dtype == Float32 {
-		for i := range a.Data {
-			a.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	a := &Array{Shape: h.Shape, DType: h.DType, Data: make([]float32, h.Elements())}
+	decodeValues(a.Data, data, h.DType)
+	return a, nil
+}
+
+// decodeValues converts little-endian data of dtype dt into dst.
+func decodeValues(dst []float32, data []byte, dt DType) {
+	if dt == Float32 {
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
 		}
 	} else {
-		for i := range a.Data {
-			a.Data[i] = Float16ToFloat32(binary.LittleEndian.Uint16(data[2*i:]))
+		for i := range dst {
+			dst[i] = Float16ToFloat32(binary.LittleEndian.Uint16(data[2*i:]))
 		}
 	}
-	return a, nil
+}
+
+// Scan reads the .npy file at path in chunks, without holding its data:
+// fn sees the values from element start on, in order, and may stop the scan
+// by returning an error, which Scan returns.
+func Scan(path string, fn func(start int, chunk []float32) error) (Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Header{}, err
+	}
+	defer f.Close()
+	h, err := decodeHeader(f, path)
+	if err != nil {
+		return h, err
+	}
+	size := h.DType.Size()
+	raw := make([]byte, size*npyChunk)
+	vals := make([]float32, npyChunk)
+	total := h.Elements()
+	for start := 0; start < total; start += npyChunk {
+		n := min(npyChunk, total-start)
+		got, err := io.ReadFull(f, raw[:size*n])
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return h, sizeMismatch(path, int64(start*size+got), h)
+			}
+			return h, fmt.Errorf("%s: reading data: %v", path, err)
+		}
+		decodeValues(vals[:n], raw[:size*n], h.DType)
+		if err := fn(start, vals[:n]); err != nil {
+			return h, err
+		}
+	}
+	rest, err := io.Copy(io.Discard, f)
+	if err != nil {
+		return h, fmt.Errorf("%s: reading data: %v", path, err)
+	}
+	if rest > 0 {
+		return h, sizeMismatch(path, h.DataBytes()+rest, h)
+	}
+	return h, nil
 }
 
 // readData reads exactly need bytes when r has them; got reports the total

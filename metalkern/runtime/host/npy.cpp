@@ -218,7 +218,7 @@ void write_npy(const std::string& path, NpyType type, const std::vector<int64_t>
   f.write(head.data(), std::streamsize(head.size()));
   f.write(static_cast<const char*>(data), std::streamsize(bytes));
   f.close();
-  if (!f) fail(path, "write failed");
+  if (!f) fail(path, std::string("write failed: ") + std::strerror(errno));  // e.g. a full disk
 }
 
 }  // namespace orchard

@@ -1,0 +1,13 @@
+//go:build unix
+
+package attn
+
+import (
+	"errors"
+	"syscall"
+)
+
+// processExists reports whether pid names a process (signal 0 probes it).
+func processExists(pid int) bool {
+	return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
