@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/orchardkit/orchard/metalkern"
 	"github.com/orchardkit/orchard/metalkern/attn"
@@ -20,6 +21,7 @@ type AttnOptions struct {
 	Scale          float64
 	Out            string
 	AllowNonFinite bool
+	RunnerTimeout  time.Duration
 }
 
 func newAttnCmd(f *Factory, runF func(*AttnOptions) error) *cobra.Command {
@@ -46,7 +48,11 @@ from the headers, then the memory the run needs against the memory available,
 then NaN/Inf. Bad input is an error naming the file and the problem (exit 2).
 DIR is written all-or-nothing: afterwards it holds exactly this run's outputs
 (dq, dk, dv of an earlier run are removed when there is no --do; no other file
-is touched), and after any failure it is as it was.`,
+is touched), and after any failure it is as it was.
+
+The runner gets --runner-timeout (default 10m); a runner that crashes is
+reported with its signal and its last lines of stderr. Ctrl-C, SIGTERM and
+SIGHUP kill the runner's whole process group and exit 130 at once.`,
 		Example: `  orchard attn --q q.npy --k k.npy --v v.npy --out out/
   orchard attn --q q.npy --k k.npy --v v.npy --do do.npy --causal --out grads/`,
 		Args: cobra.NoArgs,
@@ -60,6 +66,9 @@ is touched), and after any failure it is as it was.`,
 				if err := attn.CheckScale(opts.Scale); err != nil {
 					return usageErrorf("%v", err)
 				}
+			}
+			if opts.RunnerTimeout <= 0 {
+				return usageErrorf("--runner-timeout must be positive, got %s", opts.RunnerTimeout)
 			}
 			if runF != nil {
 				return runF(opts)
@@ -76,6 +85,7 @@ is touched), and after any failure it is as it was.`,
 	fl.Float64Var(&opts.Scale, "scale", 0, "softmax `SCALE` in [1.2e-38, 6.9e29] (default 1/sqrt(D))")
 	fl.StringVar(&opts.Out, "out", "", "output `DIR` (created if missing)")
 	fl.BoolVar(&opts.AllowNonFinite, "allow-nonfinite", false, "accept NaN/Inf in the inputs")
+	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", attn.DefaultRunnerTimeout, "time limit for the runner as `DURATION` (its process group is killed then)")
 	return cmd
 }
 
@@ -87,7 +97,7 @@ func runAttn(ctx context.Context, opts *AttnOptions) error {
 		AllowNonFinite: opts.AllowNonFinite,
 		Reference:      f.Global.Backend == "reference",
 		Runner:         func(ctx context.Context) (metalkern.Runner, error) { return buildRunner(ctx, f) },
-		Exec:           attn.PlainExec,
+		Exec:           attn.RunnerExec(opts.RunnerTimeout),
 	})
 	var ie *attn.InputError
 	if errors.As(err, &ie) {
@@ -110,7 +120,8 @@ func buildRunner(ctx context.Context, f *Factory) (metalkern.Runner, error) {
 	b := t.build
 	shaders := &steps.ShadersStep{B: b}
 	kernel := &steps.KernelStep{B: b, Shaders: shaders}
-	prog := newProgress(f.IO.ErrOut, f.IO.ErrTTY && f.IO.Getenv("CI") == "", false, renderer(f.IO.ErrOut, f.ErrColor(), f.IO.Getenv))
+	prog := newProgress(f.IO.ErrOut, f.IO.liveProgress(), false, renderer(f.IO.ErrOut, f.ErrColor(), f.IO.Getenv))
+	prog.width = f.IO.ErrWidth
 	run, err := steps.New(steps.Options{BuildDir: t.dir, Backend: t.backend, Who: "orchard attn", Getenv: f.IO.Getenv, Events: prog.Event}).
 		Run(ctx, []steps.Step{b.Toolchain, shaders, kernel})
 	prog.Close()

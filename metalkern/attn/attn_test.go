@@ -259,7 +259,7 @@ func TestOversizedHeaderRejectedBeforeReading(t *testing.T) {
 	o := f.opts(filepath.Join(f.dir, "out"), false)
 	o.Q, o.K, o.V = huge, huge, huge
 	o.Reference = false
-	o.Exec = PlainExec
+	o.Exec = RunnerExec(0)
 	o.Runner = func(context.Context) (metalkern.Runner, error) {
 		t.Fatal("the runner was built for bad input")
 		return metalkern.Runner{}, nil
@@ -297,7 +297,7 @@ func TestRunNeedingMoreMemoryThanAvailableIsRefused(t *testing.T) {
 		{true, "--q " + p + ": 67108864 elements of float32; this run (--backend reference) needs ~2.8 GiB and 1.0 GiB is available"},
 		{false, "--q " + p + ": 67108864 elements of float32; this run (the runner) needs ~1.8 GiB and 1.0 GiB is available"},
 	} {
-		o := Options{Q: p, K: p, V: p, Out: filepath.Join(dir, "out"), Reference: tc.ref, Exec: PlainExec,
+		o := Options{Q: p, K: p, V: p, Out: filepath.Join(dir, "out"), Reference: tc.ref, Exec: RunnerExec(0),
 			Runner: func(context.Context) (metalkern.Runner, error) { t.Fatal("built"); return metalkern.Runner{}, nil },
 			Memory: func() (uint64, bool) { return 1 << 30, true }}
 		_, err := Run(context.Background(), o)
@@ -336,7 +336,7 @@ func TestNonFiniteRefusedBeforeBuild(t *testing.T) {
 	bad.Data[40] = float32(1e6) // +Inf in float16
 	npy.Write(f.p("kinf"), bad)
 	o := f.opts(filepath.Join(f.dir, "out"), false)
-	o.K, o.Reference, o.Exec = f.p("kinf"), false, PlainExec
+	o.K, o.Reference, o.Exec = f.p("kinf"), false, RunnerExec(0)
 	o.Runner = func(context.Context) (metalkern.Runner, error) { t.Fatal("built"); return metalkern.Runner{}, nil }
 	_, err := Run(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "--k "+f.p("kinf")+": element 40 is +Inf") {
