@@ -314,7 +314,7 @@ func summaryRows(r *Report, cs []Check) []string {
 					ev = append(ev, r.inBuildDir(e))
 				}
 			}
-		} else if t := c.trailerWith("in the JSON report"); t != "" { // passes and skips: one line
+		} else if t := c.trailerWith("in the JSON report", true); t != "" { // passes and skips: one line
 			ev = append(ev, r.inBuildDir(t))
 		}
 		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s |\n",

@@ -334,6 +334,32 @@ func TestTerminalNeverCuts(t *testing.T) {
 	}
 }
 
+// A passing item with many evidence items: piped, every item is on its line;
+// on a terminal, the first few and a count.
+func TestPipedTrailerKeepsEveryItem(t *testing.T) {
+	r := &Report{Checks: []Check{{ID: "kernel-calls-logged", Title: "kernel calls logged", Status: Pass,
+		Evidence: []string{"FWD lines: 44", "BWD lines: 132", "run r1: 176 lines", "0 lines of other runs ignored", "log: /b/logs/k.log"}}}}
+	var piped bytes.Buffer
+	if err := RenderTerminal(&piped, r, TermOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range r.Checks[0].Evidence {
+		if !strings.Contains(piped.String(), e) {
+			t.Errorf("piped output lost %q:\n%s", e, piped.String())
+		}
+	}
+	if strings.Contains(piped.String(), "more;") {
+		t.Errorf("piped output counts items away:\n%s", piped.String())
+	}
+	var term bytes.Buffer
+	if err := RenderTerminal(&term, r, TermOptions{Width: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(term.String(), "(2 more; -v shows them)") {
+		t.Errorf("terminal output should show three items and count two:\n%s", term.String())
+	}
+}
+
 func TestWrapKeepsEverything(t *testing.T) {
 	for _, tt := range []struct {
 		in    string

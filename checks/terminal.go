@@ -189,7 +189,8 @@ func writeChecks(b *strings.Builder, cs []Check, cached map[string]bool, st term
 		line := style.Render("["+glyph(c.Status)+"]") + " "
 		trailer := ""
 		if !expand {
-			trailer = c.trailer()
+			// Piped or redirected (no width): every item, nothing counted away.
+			trailer = c.trailerWith("-v shows them", width > 0)
 		}
 		if trailer == "" {
 			line += titleStyle.Render(title)
@@ -229,16 +230,15 @@ func writeChecks(b *strings.Builder, cs []Check, cached map[string]bool, st term
 }
 
 // maxTrailerItems is how many evidence items a collapsed item's line shows
-// (steps put their summary first); the rest are counted, and -v shows them.
+// on a terminal (steps put their summary first); the rest are counted, and
+// -v shows them.
 const maxTrailerItems = 3
 
-// trailer is the short text after a collapsed item's title: the skip reason
-// for a skip, else the first line of the first few evidence items, joined
-// with " · ", whole, and how many more there are.
-func (c Check) trailer() string { return c.trailerWith("-v shows them") }
-
-// trailerWith is trailer with its own words for where the rest is.
-func (c Check) trailerWith(rest string) string {
+// trailerWith is the short text after a collapsed item's title: the skip
+// reason for a skip, else the first line of each evidence item, joined with
+// " · ", whole. With short, only the first few items and how many more
+// there are (rest says where they are).
+func (c Check) trailerWith(rest string, short bool) string {
 	if c.Status == Skip {
 		return firstLine(clean(c.reason()))
 	}
@@ -246,7 +246,7 @@ func (c Check) trailerWith(rest string) string {
 	more := 0
 	for _, e := range c.Evidence {
 		if s := firstLine(clean(e)); s != "" {
-			if len(parts) == maxTrailerItems {
+			if short && len(parts) == maxTrailerItems {
 				more++
 				continue
 			}

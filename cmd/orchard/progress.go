@@ -79,12 +79,16 @@ func (p *progress) Event(ev steps.Event) {
 	}
 }
 
-// isMilestone keeps piped output short: only percentages at 25% steps and
-// messages that are not percentages at all.
+// isMilestone keeps piped output short: CMake's percentages at 25% steps,
+// case counters ("case 12/44 …") at the first, the last and each quarter,
+// and every message that is neither.
 func isMilestone(msg string) bool {
-	var pct int
+	var pct, i, n int
 	if _, err := fmt.Sscanf(msg, "[%d%%]", &pct); err == nil {
 		return pct%25 == 0
+	}
+	if _, err := fmt.Sscanf(msg, "case %d/%d", &i, &n); err == nil && n > 0 {
+		return i == 1 || i == n || (4*i)/n != (4*(i-1))/n
 	}
 	return true
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +74,25 @@ func TestProgressGitHubGroupsStepLog(t *testing.T) {
 	}
 	if strings.Count(got, "::group::") != 1 {
 		t.Fatalf("a cached step's old log was grouped too: %q", got)
+	}
+}
+
+func TestMilestonesThinCaseCounters(t *testing.T) {
+	var kept []int
+	for i := 1; i <= 44; i++ {
+		if isMilestone(fmt.Sprintf("case %d/44 f32-full-b1h1-1x1-d1", i)) {
+			kept = append(kept, i)
+		}
+	}
+	if want := []int{1, 11, 22, 33, 44}; !slices.Equal(kept, want) {
+		t.Errorf("case milestones = %v, want %v", kept, want)
+	}
+	for _, msg := range []string{"cmake configure", "[ 50%] Building CXX object x.o", "compiling 2 kernel files for emu"} {
+		if !isMilestone(msg) {
+			t.Errorf("%q should be printed", msg)
+		}
+	}
+	if isMilestone("[ 42%] Building CXX object x.o") {
+		t.Error("[ 42%] should not be printed")
 	}
 }
