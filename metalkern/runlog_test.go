@@ -25,7 +25,7 @@ import (
 	"github.com/orchardkit/orchard/logs"
 )
 
-// The counting contract with the log-inspection step: one FWD line per
+// The counting contract with the `logs` step: one FWD line per
 // forward dispatch and one BWD line per backward dispatch, each naming its
 // kernel, equal to the "dispatches" the runner reports.
 func TestRunnerLogsEveryDispatch(t *testing.T) {
@@ -95,7 +95,7 @@ func TestRunnerLogsEveryDispatch(t *testing.T) {
 			t.Errorf("case %d: %d FWD and %d BWD lines, runner reported %v", i, nf, nb, r.stats.Dispatches)
 		}
 	}
-	// What the log-inspection step concludes from the same file.
+	// What the `logs` step concludes from the same file.
 	for _, ch := range logs.CheckRun(calls, runID, wantFWD, wantBWD, "emu") {
 		if ch.Status != checks.Pass {
 			t.Errorf("CheckRun %s: %s %v", ch.ID, ch.Status, ch.Evidence)
