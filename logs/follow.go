@@ -85,8 +85,8 @@ func NewFollower(opts FollowOptions, out, errOut io.Writer) (*Follower, error) {
 			continue
 		}
 		seen[abs] = true
-		if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-			return nil, fmt.Errorf("%s is a directory, not a file", name)
+		if fi, err := os.Stat(abs); err == nil && !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s is %s, not a regular file; tail-logs follows log files only", name, fileKind(fi.Mode()))
 		}
 		fl.srcs = append(fl.srcs, &source{name: name, path: abs, index: len(fl.srcs)})
 		bases[filepath.Base(abs)]++

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -325,9 +326,15 @@ func TestFollowersAreIndependentAndLeakNothing(t *testing.T) {
 
 func TestNewFollowerRejects(t *testing.T) {
 	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, opts := range map[string]FollowOptions{
 		"no files":  {},
 		"directory": {Files: []string{dir}},
+		"fifo":      {Files: []string{"ok.log", fifo}},
+		"device":    {Files: []string{"/dev/null"}},
 		"negative":  {Files: []string{"x"}, Lines: -1},
 	} {
 		if _, err := NewFollower(opts, &syncBuf{}, &syncBuf{}); err == nil {
@@ -411,7 +418,7 @@ func TestFollowNameBecomesADirectoryAndBack(t *testing.T) {
 	r.waitLines(t, "a")
 	os.Remove(path)
 	os.Mkdir(path, 0o700)
-	r.waitNotice(t, "cannot open '"+path+"' for reading: not a regular file")
+	r.waitNotice(t, "cannot open '"+path+"' for reading: it is a directory, not a regular file")
 	os.Remove(path)
 	appendTo(t, path, "b\n")
 	r.waitLines(t, "a", "b")

@@ -193,7 +193,7 @@ func (s *Summary) line(raw, needle []byte, backends map[string]bool) {
 	}
 }
 
-// Checklist ids of the log-inspection step.
+// Checklist ids of the `logs` step.
 const (
 	CheckKernelCalls   = "kernel-calls-logged"
 	CheckLogsClean     = "logs-clean"
@@ -201,7 +201,7 @@ const (
 )
 
 // CheckRun inspects the kernel-call log at path for run runID and returns the
-// three checklist items of the log-inspection step: kernel-calls-logged
+// three checklist items of the `logs` step: kernel-calls-logged
 // (FWD/BWD counts equal wantFWD/wantBWD), logs-clean (no ERROR, FALLBACK or
 // malformed lines, quoted as evidence) and on-accelerator (every line of the
 // run ran on backend, the resolved "metal" or "emu", and nothing fell back).

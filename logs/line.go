@@ -2,7 +2,7 @@
 // the tensor profile log that the runner appends to — and parses, inspects
 // and follows them. docs/logs.md is the grammar; Parse and Format implement
 // it and round-trip. Inspect/CheckRun read one run's lines for the
-// log-inspection step, and Follower is `orchard tail-logs` (GNU tail -F).
+// `logs` step, and Follower is `orchard tail-logs` (GNU tail -F).
 package logs
 
 import (

@@ -3,6 +3,7 @@ package logs
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
@@ -21,6 +22,10 @@ type PrintOptions struct {
 	JSON bool
 	// Color is the run's one colour decision; off means plain text.
 	Color bool
+	// Raw prints text lines' control characters as they are. Off (the
+	// default), they are shown escaped as less shows them (ESC as ^[), so a
+	// log line cannot drive the terminal; JSON output is never changed.
+	Raw bool
 }
 
 // CutMarker ends a line that was cut at the maximum line length.
@@ -95,6 +100,9 @@ func (p *printer) print(src *source, raw []byte, cut bool) error {
 	} else {
 		text = strings.ToValidUTF8(string(raw), "\uFFFD")
 	}
+	if !p.Raw && !p.JSON {
+		text = strings.TrimSuffix(text, "\r") // as less hides the CR of a CRLF
+	}
 	if !p.keep(text) {
 		return nil
 	}
@@ -110,17 +118,17 @@ func (p *printer) print(src *source, raw []byte, cut bool) error {
 	if p.prefix {
 		if p.Color {
 			p.w.WriteString(prefixColors[src.index%len(prefixColors)])
-			p.w.WriteString(src.label)
+			p.text(src.label)
 			p.w.WriteString(":" + sgrReset + " ")
 		} else {
-			p.w.WriteString(src.label)
+			p.text(src.label)
 			p.w.WriteString(": ")
 		}
 	}
 	if p.Color {
 		p.colored(text)
 	} else {
-		p.w.WriteString(text)
+		p.text(text)
 	}
 	if cut {
 		p.w.WriteString(CutMarker)
@@ -155,7 +163,7 @@ func (p *printer) colored(text string) {
 		}
 	}
 	if line == "" && head == "" && len(p.ranges) == 0 {
-		p.w.WriteString(text)
+		p.text(text)
 		return
 	}
 	// Cut the line at every style boundary; style each piece.
@@ -191,11 +199,49 @@ func (p *printer) colored(text string) {
 			p.w.WriteString(style)
 			styled = true
 		}
-		p.w.WriteString(text[a:b])
+		p.text(text[a:b])
 	}
 	if styled {
 		p.w.WriteString(sgrReset)
 	}
+}
+
+// text writes s, escaping its control characters unless Raw.
+func (p *printer) text(s string) {
+	if p.Raw {
+		p.w.WriteString(s)
+		return
+	}
+	writeEscaped(p.w, s)
+}
+
+// writeEscaped writes s (valid UTF-8) with its control characters shown as
+// less shows them: C0 controls and DEL in caret notation (ESC as ^[, CR as
+// ^M, DEL as ^?), C1 controls (U+0080–U+009F, e.g. the 8-bit CSI) as
+// <U+009B>. Tabs are kept.
+func writeEscaped(w *bufio.Writer, s string) {
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if (c < 0x20 && c != '\t') || c == 0x7f {
+				w.WriteString(s[start:i])
+				w.WriteByte('^')
+				w.WriteByte(c ^ 0x40)
+				start = i + 1
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r >= 0x80 && r <= 0x9f {
+			w.WriteString(s[start:i])
+			fmt.Fprintf(w, "<U+%04X>", r)
+			start = i + n
+		}
+		i += n
+	}
+	w.WriteString(s[start:])
 }
 
 // headWord finds WORD in "[tag] WORD …" and the end of "[tag] WORD".

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -243,11 +244,37 @@ func (fl *Follower) checkName(s *source) {
 	fl.drain(s, s.f, &s.off, &s.part, true)
 }
 
-var errNotRegular = errors.New("not a regular file")
+// notRegularError is what a name holds when it is not a regular file: a
+// FIFO, a device, a socket, a directory. tail-logs follows only regular
+// files: reading a FIFO or a device would block, past Ctrl-C.
+type notRegularError struct{ kind string }
 
-// openFile opens a regular file for reading and stats it.
+func (e *notRegularError) Error() string { return "it is " + e.kind + ", not a regular file" }
+
+// fileKind names what a non-regular file is, for messages.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
+}
+
+// openFile opens a regular file for reading and stats it. The open itself
+// never blocks: O_NONBLOCK makes opening a FIFO without a writer return at
+// once (it is then refused), where a plain open would wait for a writer
+// with no way for Ctrl-C to end it. On a regular file O_NONBLOCK changes
+// nothing.
 func openFile(path string) (*os.File, fileState, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fileState{}, err
 	}
@@ -259,7 +286,7 @@ func openFile(path string) (*os.File, fileState, error) {
 	st := stateOf(fi)
 	if !st.reg {
 		f.Close()
-		return nil, fileState{}, &os.PathError{Op: "open", Path: path, Err: errNotRegular}
+		return nil, fileState{}, &os.PathError{Op: "open", Path: path, Err: &notRegularError{fileKind(fi.Mode())}}
 	}
 	return f, st, nil
 }

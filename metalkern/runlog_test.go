@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ import (
 	"github.com/orchardkit/orchard/logs"
 )
 
-// The counting contract with the log-inspection step: one FWD line per
+// The counting contract with the `logs` step: one FWD line per
 // forward dispatch and one BWD line per backward dispatch, each naming its
 // kernel, equal to the "dispatches" the runner reports.
 func TestRunnerLogsEveryDispatch(t *testing.T) {
@@ -97,7 +98,7 @@ func TestRunnerLogsEveryDispatch(t *testing.T) {
 			t.Errorf("case %d: %d FWD and %d BWD lines, runner reported %v", i, nf, nb, r.stats.Dispatches)
 		}
 	}
-	// What the log-inspection step concludes from the same file.
+	// What the `logs` step concludes from the same file.
 	for _, ch := range logs.CheckRun(calls, runID, wantFWD, wantBWD, "emu") {
 		if ch.Status != checks.Pass {
 			t.Errorf("CheckRun %s: %s %v", ch.ID, ch.Status, ch.Evidence)
@@ -214,30 +215,101 @@ func TestRunnerLogSwitches(t *testing.T) {
 	}
 }
 
-// O_NOFOLLOW: a symlink planted at a log's name makes the runner refuse to
-// log — and to run, since logging was asked for — without touching the
-// link's target.
-func TestRunnerLogRefusesSymlink(t *testing.T) {
+// A name planted at a log's path — a symlink (O_NOFOLLOW), a hard link to
+// another file (st_nlink > 1 on the opened file), a FIFO (which would block
+// the open) — makes the runner refuse to log, and to run, since logging was
+// asked for: exit 1 naming the path and why, the planted file untouched.
+func TestRunnerLogRefusesPlantedNames(t *testing.T) {
 	bin := runlogRunner(t)
 	dir := t.TempDir()
 	args := runlogCase{s: reference.Shape{B: 1, H: 1, Nq: 2, Nk: 2, D: 4}, dt: npy.Float32}.args(t, filepath.Join(dir, "in"))
-	target := filepath.Join(dir, "victim")
-	if err := os.WriteFile(target, []byte("keep\n"), 0o644); err != nil {
-		t.Fatal(err)
+	plant := map[string]struct {
+		make func(target, path string) error
+		why  string
+	}{
+		"symlink":  {os.Symlink, "symbolic link"},
+		"hardlink": {os.Link, "has 2 hard links"},
+		"fifo":     {func(_, p string) error { return syscall.Mkfifo(p, 0o600) }, "is a named pipe (FIFO), not a regular file"},
 	}
-	for _, which := range []string{"calls", "profile"} {
-		calls, profile := filepath.Join(dir, which, "calls.log"), filepath.Join(dir, which, "profile.log")
-		link := map[string]string{"calls": calls, "profile": profile}[which]
-		os.MkdirAll(filepath.Dir(link), 0o700)
-		if err := os.Symlink(target, link); err != nil {
+	for kind, pl := range plant {
+		for _, which := range []string{"calls", "profile"} {
+			sub := filepath.Join(dir, kind+"-"+which)
+			calls, profile := filepath.Join(sub, "calls.log"), filepath.Join(sub, "profile.log")
+			planted := map[string]string{"calls": calls, "profile": profile}[which]
+			if err := os.MkdirAll(sub, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			target := filepath.Join(sub, "victim")
+			if err := os.WriteFile(target, []byte("keep\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := pl.make(target, planted); err != nil {
+				t.Fatal(err)
+			}
+			r := runlogExec(t, bin, runlogEnv(calls, profile, "r1"), args...)
+			if r.code != 1 || !strings.Contains(r.stderr, planted+" (") || !strings.Contains(r.stderr, pl.why) || r.stdout != "" {
+				t.Errorf("%s log is a %s: exit %d, stdout %q, stderr %q; want exit 1 naming %s and %q",
+					which, kind, r.code, r.stdout, r.stderr, planted, pl.why)
+			}
+			if b, _ := os.ReadFile(target); string(b) != "keep\n" {
+				t.Fatalf("%s log is a %s: the planted file's target was written: %q", which, kind, b)
+			}
+		}
+	}
+}
+
+// A log directory another user could write to is used, with one warning on
+// stderr for both logs in it: writable by all without the sticky bit, or
+// owned by someone else. A sticky world-writable directory (like /tmp) is
+// fine.
+func TestRunnerLogWarnsUnsafeDirectory(t *testing.T) {
+	bin := runlogRunner(t)
+	dir := t.TempDir()
+	args := runlogCase{s: reference.Shape{B: 1, H: 1, Nq: 2, Nk: 2, D: 4}, dt: npy.Float32}.args(t, filepath.Join(dir, "in"))
+	for _, c := range []struct {
+		name  string
+		mode  os.FileMode
+		owner int // -1: the test's own user
+		warn  string
+	}{
+		{"world-writable", 0o777, -1, "is writable by every user and not sticky: another user could replace the logs there (chmod o-w "},
+		{"sticky", 0o777 | os.ModeSticky, -1, ""},
+		{"private", 0o700, -1, ""},
+		{"someone-else's", 0o755, 65534, "is owned by another user (uid 65534)"},
+	} {
+		logDir := filepath.Join(dir, c.name)
+		if err := os.Mkdir(logDir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		r := runlogExec(t, bin, runlogEnv(calls, profile, "r1"), args...)
-		if r.code != 1 || !strings.Contains(r.stderr, link+" (") || !strings.Contains(r.stderr, "symbolic link") || r.stdout != "" {
-			t.Errorf("%s log is a symlink: exit %d, stdout %q, stderr %q; want exit 1 naming the link", which, r.code, r.stdout, r.stderr)
+		if err := os.Chmod(logDir, c.mode); err != nil {
+			t.Fatal(err)
 		}
-		if b, _ := os.ReadFile(target); string(b) != "keep\n" {
-			t.Errorf("the symlink's target was written: %q", b)
+		if c.owner >= 0 {
+			if os.Geteuid() != 0 {
+				t.Logf("%s: not root, cannot give a directory to another user: case not run", c.name)
+				continue
+			}
+			if err := os.Chown(logDir, c.owner, c.owner); err != nil {
+				t.Fatal(err)
+			}
+		}
+		calls, profile := filepath.Join(logDir, "calls.log"), filepath.Join(logDir, "profile.log")
+		r := runlogExec(t, bin, runlogEnv(calls, profile, "r-dir"), args...)
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d: %s", c.name, r.code, r.stderr)
+		}
+		want := ""
+		if c.warn != "" {
+			want = "orchard-runner: warning: log directory " + logDir + " " + c.warn
+		}
+		switch {
+		case want == "" && r.stderr != "":
+			t.Errorf("%s directory: unexpected stderr %q", c.name, r.stderr)
+		case want != "" && (strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, want)):
+			t.Errorf("%s directory: stderr %q; want one line starting %q", c.name, r.stderr, want)
+		}
+		if len(runlogOfPID(runlogLines(t, calls), r.pid, logs.WordFWD)) != 1 {
+			t.Errorf("%s directory: no FWD line logged", c.name)
 		}
 	}
 }

@@ -23,6 +23,7 @@ type TailLogsOptions struct {
 	Exclude   []string // -e
 	Highlight []string // -H
 	Output    string   // -o text|json (json also with the global --json)
+	Raw       bool     // --raw: control characters as they are
 	Poll      time.Duration
 }
 
@@ -39,10 +40,17 @@ orchard_tensor_profile.log in <build-dir>/logs (or ORCHARD_KERNEL_LOG and
 ORCHARD_TENSOR_PROFILE_LOG when set). The log format is in docs/logs.md.
 
 A partial line is held until its newline (and printed on exit); a line over
-1 MiB is cut with a marker; invalid UTF-8 is shown as U+FFFD. A line is
-printed when it matches some --include (or there is none) and no --exclude.
+1 MiB is cut with a marker; invalid UTF-8 is shown as U+FFFD. Control
+characters in a line are shown escaped as less shows them (ESC as ^[, DEL as
+^?; tabs kept), on a terminal or not, so a log line cannot drive the
+terminal; --raw prints them as they are. A line is printed when it matches
+some --include (or there is none) and no --exclude.
 
-Ctrl-C ends it: held lines are printed and orchard exits 130.`,
+Only regular files are followed: a FIFO, device or socket at a given name is
+refused at start (exit 2); one that appears later is reported and skipped
+until a regular file is there again.
+
+Ctrl-C or SIGTERM ends it: held lines are printed and orchard exits 130.`,
 		Example: `  orchard tail-logs
   orchard tail-logs -n 0 -i 'FWD|BWD' -H 'dur_us=\d+'
   orchard tail-logs --file /tmp/k.log --from-start -o json`,
@@ -79,13 +87,14 @@ Ctrl-C ends it: held lines are printed and orchard exits 130.`,
 	fl.StringArrayVarP(&opts.Exclude, "exclude", "e", nil, "do not print lines matching `REGEX` (repeatable; wins over --include)")
 	fl.StringArrayVarP(&opts.Highlight, "highlight", "H", nil, "highlight matches of `REGEX` (repeatable; with colour)")
 	fl.StringVarP(&opts.Output, "output", "o", "text", "output `FORMAT`: text, or json (one object per line)")
+	fl.BoolVar(&opts.Raw, "raw", false, "print control characters in lines as they are (default: escaped, ESC as ^[)")
 	fl.DurationVar(&opts.Poll, "poll", logs.DefaultPoll, "safety poll interval, for changes the file watcher missed")
 	return cmd
 }
 
 // tailLogsPrint compiles the filters: a bad regex is a usage error.
 func tailLogsPrint(opts *TailLogsOptions) (logs.PrintOptions, error) {
-	p := logs.PrintOptions{JSON: opts.Output == "json" || opts.F.Global.JSON}
+	p := logs.PrintOptions{JSON: opts.Output == "json" || opts.F.Global.JSON, Raw: opts.Raw}
 	compile := func(flag string, srcs []string) ([]*regexp.Regexp, error) {
 		var res []*regexp.Regexp
 		for _, s := range srcs {
@@ -148,8 +157,21 @@ func runTailLogs(ctx context.Context, opts *TailLogsOptions) error {
 	if err != nil {
 		return usageErrorf("tail-logs: %v", err)
 	}
-	// On Ctrl-C Run returns ctx.Err(): exitCode turns it into 130.
-	if err := fl.Run(ctx); err != nil {
+	// On Ctrl-C Run returns ctx.Err(): exitCode turns it into 130. Run may
+	// be stuck in a write to a stdout nobody reads (a paused pager): after
+	// tailLogsGrace the command returns anyway and the process exits.
+	done := make(chan error, 1)
+	go func() { done <- fl.Run(ctx) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		select {
+		case err = <-done:
+		case <-time.After(tailLogsGrace):
+			return ctx.Err()
+		}
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
@@ -157,3 +179,6 @@ func runTailLogs(ctx context.Context, opts *TailLogsOptions) error {
 	}
 	return nil
 }
+
+// tailLogsGrace is how long Ctrl-C waits for held lines to be printed.
+const tailLogsGrace = time.Second

@@ -166,10 +166,17 @@ func (tl *tailer) waitStderr(substr string) {
 func (tl *tailer) interrupt() int {
 	tl.t.Helper()
 	tl.cmd.Process.Signal(os.Interrupt)
+	return tl.exit("SIGINT")
+}
+
+// exit waits (20 s at most) for the tailer to end and returns its exit code;
+// after names what should have ended it.
+func (tl *tailer) exit(after string) int {
+	tl.t.Helper()
 	select {
 	case <-tl.done:
 	case <-time.After(20 * time.Second):
-		tl.t.Fatal("tail-logs did not exit on SIGINT")
+		tl.t.Fatalf("tail-logs did not exit after %s\nstderr: %s", after, tl.stderr())
 	}
 	err := tl.cmd.Wait()
 	var xe *exec.ExitError
@@ -608,10 +615,142 @@ func TestTailLogsUsageErrors(t *testing.T) {
 		{"tail-logs", "--poll", "0s"},
 		{"tail-logs", "extra"},
 		{"tail-logs", "--file", os.TempDir()},
+		{"tail-logs", "--file", "/dev/null"},
 	} {
 		code, _, errOut := runCLI(t, nil, args...)
 		if code != exitUsage {
 			t.Errorf("%q: exit %d, want %d (stderr %q)", args, code, exitUsage, errOut)
 		}
 	}
+}
+
+// A FIFO given to follow is refused at once: opening it would wait for a
+// writer, in an open(2) that Ctrl-C cannot end.
+func TestTailLogsRefusesFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.log")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tl := startTailer(t, "--file", path, "--poll", "1h")
+	if code := tl.exit("being given a FIFO"); code != exitUsage {
+		t.Errorf("exit %d, want %d", code, exitUsage)
+	}
+	want := "orchard: tail-logs: " + path + " is a named pipe (FIFO), not a regular file; tail-logs follows log files only\n"
+	if tl.stderr() != want {
+		t.Errorf("stderr %q, want %q", tl.stderr(), want)
+	}
+}
+
+// A FIFO that appears at a followed name is reported and skipped; the
+// tailer still ends on SIGTERM (exit 130).
+func TestTailLogsFIFOAppearsThenSIGTERM(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.log")
+	tl := startTailer(t, "--file", path, "--poll", "1h")
+	tl.waitStderr("cannot open '" + path + "' for reading: no such file or directory")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tl.waitStderr("cannot open '" + path + "' for reading: it is a named pipe (FIFO), not a regular file")
+	tl.cmd.Process.Signal(syscall.SIGTERM)
+	if code := tl.exit("SIGTERM"); code != exitInterrupted {
+		t.Errorf("exit %d after SIGTERM, want %d", code, exitInterrupted)
+	}
+	if !strings.HasSuffix(tl.stderr(), "orchard: interrupted\n") {
+		t.Errorf("stderr: %q", tl.stderr())
+	}
+}
+
+// A stdout nobody reads (a paused pager) blocks the tailer's writes; SIGTERM
+// still ends it, exit 130.
+func TestTailLogsSIGTERMWithStdoutBlocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.log")
+	startWriter(t).do("burst", path, "400000") // 4.4 MB: far more than a pipe holds
+	cmd := helperCmd("orchard", "tail-logs", "--file", path, "--from-start", "--poll", "1h")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	// Its first line is out: it is writing, and the pipe fills.
+	if _, err := bufio.NewReader(r).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var xe *exec.ExitError
+		if !errors.As(err, &xe) || xe.ExitCode() != exitInterrupted {
+			t.Errorf("exit %v after SIGTERM, want %d; stderr %q", err, exitInterrupted, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("tail-logs did not exit on SIGTERM while its stdout was blocked")
+	}
+}
+
+// Control characters of a line are shown escaped (ESC as ^[, as less does)
+// whether stdout is a pipe or a terminal (here a fake one: colour on);
+// --raw prints them as they are.
+func TestTailLogsEscapesControlCharacters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.log")
+	const line = "[t] FWD call=1 msg=\x1b[31mred\x1b[0m\ttab \x1b]0;title\x07 del\x7f csi\u009b2J cr\r"
+	startWriter(t).do("append", path, line+"\n")
+	const escaped = "[t] FWD call=1 msg=^[[31mred^[[0m\ttab ^[]0;title^G del^? csi<U+009B>2J cr"
+
+	piped := startTailer(t, "--file", path, "--from-start", "--poll", "1h")
+	piped.waitLines(escaped)
+	raw := startTailer(t, "--file", path, "--from-start", "--poll", "1h", "--raw")
+	raw.waitLines(line)
+
+	// A terminal: OutTTY decides colour on; the escapes stay escaped inside
+	// the colour's own SGR sequences.
+	out := &lockedBuf{}
+	io := &IOStreams{In: strings.NewReader(""), Out: out, ErrOut: &lockedBuf{}, OutTTY: true, ErrTTY: true,
+		Getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"tail-logs", "--file", path, "--from-start", "--poll", "1h"}, io) }()
+	want := "\x1b[36m[t] FWD\x1b[0m call=1 msg=^[[31mred^[[0m\ttab ^[]0;title^G del^? csi<U+009B>2J cr\n"
+	deadline := time.Now().Add(20 * time.Second)
+	for out.String() != want && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	cancel()
+	if c := <-code; c != exitInterrupted {
+		t.Errorf("exit %d after cancel, want %d", c, exitInterrupted)
+	}
+	if out.String() != want {
+		t.Errorf("on a terminal: %q, want %q", out.String(), want)
+	}
+}
+
+// lockedBuf is an io.Writer a test reads while another goroutine writes.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -1,5 +1,5 @@
 // runlog.cpp — writes the kernel-call and tensor profile logs (see runlog.h
-// and docs/logs.md). POSIX only: open(2), write(2), mkdir(2).
+// and docs/logs.md). POSIX only: open(2), fstat(2), write(2), mkdir(2).
 #include "runlog.h"
 
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <set>
 
 namespace orchard {
 namespace {
@@ -132,6 +133,42 @@ void make_parent(const std::string& path, const std::string& what) {
   }
 }
 
+// "a named pipe (FIFO)", "a directory", …: what a non-regular file is.
+std::string file_kind(mode_t m) {
+  if (S_ISFIFO(m)) return "a named pipe (FIFO)";
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISLNK(m)) return "a symbolic link";
+  return "not a regular file";
+}
+
+// Warns once per directory (on stderr) when the log's directory lets
+// another user replace the log: writable by all without the sticky bit, or
+// owned by a user other than this one (or root). The log is still written.
+void warn_unsafe_dir(const std::string& path) {
+  static std::set<std::string> warned;
+  size_t slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || warned.count(dir)) return;
+  std::string why, fix;
+  if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+    why = "is writable by every user and not sticky";
+    fix = "chmod o-w " + dir;
+  } else if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    why = "is owned by another user (uid " + std::to_string(st.st_uid) + ")";
+    fix = "log to a directory of your own";
+  }
+  if (why.empty()) return;
+  warned.insert(dir);
+  std::fprintf(stderr,
+               "orchard-runner: warning: log directory %s %s: another user could replace the "
+               "logs there (%s)\n",
+               dir.c_str(), why.c_str(), fix.c_str());
+}
+
 }  // namespace
 
 void append_field(std::string& line, const char* key, const std::string& value) {
@@ -185,15 +222,46 @@ LogFile::~LogFile() {
 void LogFile::open(const std::string& path, const std::string& what) {
   what_ = what;
   make_parent(path, what);
-  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd_ >= 0) return;
-  int err = errno;
-  struct stat st;
-  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
-    throw LogError("cannot open the " + what + ": it is a symbolic link, which the runner "
-                   "refuses to follow (O_NOFOLLOW); remove the link or choose another path");
+  warn_unsafe_dir(path);
+  // O_NONBLOCK: a FIFO planted at the name must not block the open (it is
+  // refused below); it changes nothing for a regular file and is cleared.
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
+               0600);
+  if (fd_ < 0) {
+    int err = errno;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      throw LogError("cannot open the " + what + ": it is a symbolic link, which the runner "
+                     "refuses to follow (O_NOFOLLOW); remove the link or choose another path");
+    }
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      throw LogError("cannot open the " + what + ": it is " + file_kind(st.st_mode) +
+                     ", not a regular file; remove it or choose another path");
+    }
+    throw LogError("cannot open the " + what + ": " + errno_text(err));
   }
-  throw LogError("cannot open the " + what + ": " + errno_text(err));
+  // Checked on the open file, so a name swapped after a check cannot slip by.
+  struct stat st;
+  std::string refused;
+  if (::fstat(fd_, &st) != 0) {
+    refused = "cannot stat it: " + errno_text(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    refused = "it is " + file_kind(st.st_mode) + ", not a regular file; remove it or choose another path";
+  } else if (st.st_nlink > 1) {
+    refused = "it has " + std::to_string(st.st_nlink) + " hard links (another name shares the "
+              "file), which the runner refuses to append to; remove " + path +
+              " or choose another path";
+  } else {
+    int fl = ::fcntl(fd_, F_GETFL);
+    if (fl < 0 || ::fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+      refused = "cannot set it to blocking writes: " + errno_text(errno);
+    }
+  }
+  if (!refused.empty()) {
+    ::close(fd_);
+    fd_ = -1;
+    throw LogError("cannot open the " + what + ": " + refused);
+  }
 }
 
 void LogFile::write_line(const std::string& line) {

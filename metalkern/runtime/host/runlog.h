@@ -12,7 +12,10 @@
 //
 // Files are opened once, O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW|O_CLOEXEC, mode
 // 0600; a missing parent directory is created with mode 0700 (an existing one
-// is left alone). Every line is built in memory and written with one write(2),
+// is left alone). A name that is a symbolic link, a hard link (st_nlink > 1
+// on the opened file), a FIFO or anything else not a regular file is refused
+// (LogError); a directory writable by all without the sticky bit, or owned by
+// another user (not root), gets one warning on stderr. Every line is built in memory and written with one write(2),
 // so lines of concurrent runners never interleave. A log that cannot be opened
 // or written throws LogError: the runner exits 1 rather than run unlogged when
 // logging was asked for.
