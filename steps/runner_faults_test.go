@@ -168,11 +168,14 @@ func TestRunnerFaultsEndFastAndSpeak(t *testing.T) {
 
 	t.Run("crashing runner", func(t *testing.T) {
 		r.edit("host/runner.cpp", "  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // fault\n",
-			"  std::fprintf(stderr, \"about to crash in cmd_run\\n\");\n  std::abort();  // fault\n")
+			"  std::fprintf(stderr, \"inputs read\\n\");\n  std::fprintf(stderr, \"about to crash in cmd_run\\n\");\n  std::abort();  // fault\n")
 		run, log := r.run(time.Minute)
 		f := check(run, "forward")
 		ev := strings.Join(f.Evidence, "\n")
-		wantAll(t, "evidence", ev, "case 1 of 44", "killed by SIGABRT (aborted)", "stderr: about to crash in cmd_run", "43 cases after it not run")
+		wantAll(t, "evidence", ev, "case 1 of 44", "killed by SIGABRT (aborted): about to crash in cmd_run", "stderr: inputs read", "43 cases after it not run")
+		if strings.Contains(ev, "stderr: about to crash") {
+			t.Errorf("the runner's last line is quoted twice:\n%s", ev)
+		}
 		wantAll(t, "hint", f.Hint, "crashed (SIGABRT)", "core", "smoke.log")
 		wantAll(t, "hint", f.Hint, keepsFlags...)
 		if c := check(run, "runtime-loads"); c.Status != checks.Pass {

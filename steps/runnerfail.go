@@ -34,13 +34,19 @@ func describeRunnerFailure(err error, b *Build, sc *Context, watchdog int) runne
 		return runnerFailure{Summary: err.Error(),
 			Hint: "orchard could not prepare the case: fix what the error names (free space, permissions of " + sc.BuildDir + ") and rerun '" + b.Rerun("rebuild") + "'"}
 	}
-	f := runnerFailure{Summary: ee.Error(), Tail: ee.Tail}
-	if len(f.Tail) > stderrTailLines {
-		f.Tail = f.Tail[len(f.Tail)-stderrTailLines:]
-	}
+	f := runnerFailure{Summary: ee.Error()}
 	msg := runnerMessage(ee)
 	if msg != "" && ee.TimedOut == 0 {
 		f.Summary += ": " + msg
+	}
+	// The tail, less the message the summary already quotes.
+	for _, l := range ee.Tail {
+		if ee.TimedOut > 0 || strings.TrimSpace(l) != msg {
+			f.Tail = append(f.Tail, l)
+		}
+	}
+	if len(f.Tail) > stderrTailLines {
+		f.Tail = f.Tail[len(f.Tail)-stderrTailLines:]
 	}
 	longer := b.Rerun("rebuild", "--runner-timeout", (4 * b.runnerTimeout()).String())
 	switch {
@@ -66,8 +72,7 @@ func describeRunnerFailure(err error, b *Build, sc *Context, watchdog int) runne
 		f.Hint = fmt.Sprintf("the runner crashed (%s): its last output is above and the full call in %s; %s. Debug the call there under gdb, then rerun '%s'",
 			ee.Signal, stepLog, core, b.Rerun("rebuild"))
 	case logRefusal(msg):
-		f.Hint = "the runner refused its log file: " + strings.TrimPrefix(msg, "orchard-runner: ") +
-			". Fix that path (or point the variable named there elsewhere) and rerun '" + b.Rerun("rebuild") + "'"
+		f.Hint = "the runner refused its log file (which one and why is above): fix that path, or point the variable named there elsewhere, then rerun '" + b.Rerun("rebuild") + "'"
 	case ee.ExitCode == 2:
 		f.Hint = "the runner rejected its input or flags (exit 2): the runtime's host and orchard disagree about the runner contract (docs/runtime.md); rebuild with '" + b.Rerun("rebuild", "--force") + "'"
 	default:

@@ -121,10 +121,16 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	}
 
 	// The worst case per dtype and half: each dtype has its own criterion.
+	compared := 0 // cases the runner finished (a failed runner call is not one)
+	for _, r := range results {
+		if r.Err == nil {
+			compared++
+		}
+	}
 	summary := func(worst map[npy.DType]smoke.CaseResult, outputs []string, nfail int) string {
-		head := fmt.Sprintf("%d cases", len(results))
+		head := fmt.Sprintf("%d cases", compared)
 		if nfail > 0 {
-			head = fmt.Sprintf("%d of %d cases failed", nfail, len(results))
+			head = fmt.Sprintf("%d of %d cases failed", nfail, compared)
 		}
 		fig := func(dt npy.DType) string {
 			r, ok := worst[dt]
@@ -183,7 +189,11 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 		ev = append(ev, fmt.Sprintf("%d cases after it not run", len(cases)-n))
 		for _, c := range []*checks.Check{&fwd, &bwd} {
 			c.Status = checks.Fail
-			c.Evidence = append(append([]string{}, ev...), c.Evidence...)
+			if compared == 0 { // no figures to show: just the failure
+				c.Evidence = append(append([]string{}, ev...), "per-case log: "+logPath)
+			} else {
+				c.Evidence = append(append([]string{}, ev...), c.Evidence...)
+			}
 			c.Hint = f.Hint
 		}
 		fmt.Fprintf(sc.Log, "# stopped: %s; %d cases not run\n", f.Summary, len(cases)-n)
