@@ -67,9 +67,13 @@ and leaves no partial outputs in DIR.`,
 	fl.StringVar(&opts.V, "v", "", "values `V.npy` [B,H,Nk,D]")
 	fl.StringVar(&opts.DO, "do", "", "output gradient `DO.npy` [B,H,Nq,D]: also compute dq, dk, dv")
 	fl.BoolVar(&opts.Causal, "causal", false, "causal mask (query i sees keys j ≤ i)")
-	fl.Float64Var(&opts.Scale, "scale", 0, "softmax scale (default 1/sqrt(D))")
+	fl.Float64Var(&opts.Scale, "scale", 0, "softmax scale `X` (default 1/sqrt(D))")
 	fl.StringVar(&opts.Out, "out", "", "output `DIR` (created if missing)")
 	fl.BoolVar(&opts.AllowNonFinite, "allow-nonfinite", false, "accept NaN/Inf in the inputs")
+	addTargetFlags(cmd, f.Global, backendsAttn)
+	addColorFlag(cmd, f.Global)
+	addVerboseFlag(cmd, f.Global)
+	setExitCodes(cmd, exitCodesAttn)
 	return cmd
 }
 
