@@ -93,10 +93,12 @@ func TestRerunFlagsCarryRuntimeAndBuildDir(t *testing.T) {
 
 	// Flags the user did not set are not repeated.
 	root, f, got = rootCapturingRebuild(t, nil)
-	root.SetArgs([]string{"verify"})
-	_ = got
-	if err := root.Execute(); err != nil && !strings.Contains(err.Error(), "no build") {
-		t.Fatal(err)
+	root.SetArgs([]string{"rebuild", "--seed", "3"})
+	if err := root.Execute(); err != nil || *got == nil {
+		t.Fatalf("execute: %v", err)
+	}
+	if flags := f.rerunFlags(); len(flags) != 0 {
+		t.Errorf("no flags set: %q", flags)
 	}
 	f.Global.BuildDir = filepath.Join(tmp, "b")
 	if flags := f.rerunFlags(); len(flags) != 1 || flags[0] != "--build-dir "+filepath.Join(tmp, "b") {
