@@ -1,8 +1,10 @@
 package main
 
 import (
+	"archive/zip"
 	"context"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -340,6 +342,13 @@ func TestVersionOfRealBuilds(t *testing.T) {
 		t.Errorf("ldflags build version --json: %q", out)
 	}
 
+	// 'go install …@v1.2.3' from a module proxy (a local one holding this
+	// tree as v1.2.3; the dependencies come from the module cache).
+	gobin := goInstallAsVersion(t, repo, "v1.2.3")
+	if out := runBinary(t, gobin, "--version"); !strings.HasPrefix(out, "orchard v1.2.3 (go") {
+		t.Errorf("go install @v1.2.3: %q", out)
+	}
+
 	// A build without VCS information says so.
 	bin = buildOrchard(t, repo, "-buildvcs=false")
 	if out := runBinary(t, bin, "-V"); !strings.HasPrefix(out, "orchard devel (no VCS information, go") {
@@ -422,3 +431,76 @@ var (
 	execCommand  = exec.Command
 	execLookPath = exec.LookPath
 )
+
+// goInstallAsVersion publishes the module in repo as version v on a local
+// file proxy and runs 'go install github.com/orchardkit/orchard/cmd/orchard@v'
+// with it, as a user would; it returns the installed binary.
+func goInstallAsVersion(t *testing.T, repo, v string) string {
+	t.Helper()
+	const mod = "github.com/orchardkit/orchard"
+	src := t.TempDir()
+	copyTree(t, repo, src)
+	proxy := t.TempDir()
+	dir := filepath.Join(proxy, mod, "@v")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gomod, err := os.ReadFile(filepath.Join(src, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"list":      []byte(v + "\n"),
+		v + ".info": []byte(`{"Version":"` + v + `","Time":"2026-01-02T03:04:05Z"}`),
+		v + ".mod":  gomod,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zf, err := os.Create(filepath.Join(dir, v+".zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(zf)
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		w, err := zw.Create(mod + "@" + v + "/" + filepath.ToSlash(rel))
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	})
+	if err == nil {
+		err = zw.Close()
+	}
+	if cerr := zf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	gomodcache, err := execCommand("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	cmd := execCommand("go", "install", mod+"/cmd/orchard@"+v)
+	cmd.Dir = t.TempDir() // outside any module
+	cmd.Env = append(os.Environ(),
+		"GOBIN="+bin, "GOFLAGS=", "GOSUMDB=off", "GOTOOLCHAIN=local",
+		"GOPROXY=file://"+filepath.ToSlash(proxy)+",file://"+filepath.ToSlash(filepath.Join(strings.TrimSpace(string(gomodcache)), "cache", "download")))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go install @%s: %v\n%s", v, err, out)
+	}
+	return filepath.Join(bin, "orchard")
+}
