@@ -86,6 +86,10 @@ SIGHUP kill the runner's whole process group and exit 130 at once.`,
 	fl.StringVar(&opts.Out, "out", "", "output `DIR` (created if missing)")
 	fl.BoolVar(&opts.AllowNonFinite, "allow-nonfinite", false, "accept NaN/Inf in the inputs")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", attn.DefaultRunnerTimeout, "time limit for the runner as `DURATION` (its process group is killed then)")
+	addTargetFlags(cmd, f.Global, backendsAttn)
+	addColorFlag(cmd, f.Global)
+	addVerboseFlag(cmd, f.Global)
+	setExitCodes(cmd, exitCodesAttn)
 	return cmd
 }
 

@@ -39,13 +39,14 @@ the exact command that fixes it on this machine:
 
   toolchain.os        the platform (and distribution / macOS version)
   toolchain.cmake     CMake >= ` + steps.MinCMake + `
-  toolchain.cxx       a C++ compiler that really builds and runs C++20 with
-                      <barrier> and <source_location> ($CXX, else c++, g++, clang++)
+  toolchain.cxx       a C++ compiler that really builds and runs C++20
+                      with <barrier> and <source_location> ($CXX, else
+                      c++, g++, clang++)
   toolchain.gpu       macOS: a non-paravirtual Apple GPU with Metal
   toolchain.xcrun     macOS: xcrun
   toolchain.xcode     macOS: Xcode >= ` + steps.MinXcode + ` (not only the Command Line Tools)
-  toolchain.metal     macOS: ` + "`xcrun -sdk macosx metal --version`" + ` runs (Xcode 26 needs the
-                      Metal Toolchain download)
+  toolchain.metal     macOS: ` + "`xcrun -sdk macosx metal --version`" + ` runs
+                      (Xcode 26 needs the Metal Toolchain download)
   toolchain.metallib  macOS: ` + "`xcrun -sdk macosx metallib --version`" + ` runs
   toolchain.python3   information only
   toolchain.pytorch   information only: PyTorch >= ` + steps.MinTorch + ` and MPS availability
@@ -74,6 +75,9 @@ fails. See docs/troubleshooting.md for every hint it prints.`,
 	fl.BoolVar(&opts.Fix, "fix", false, "print the exact commands that install what is missing")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "with --fix: run those commands (output on stderr), then probe again")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
+	addBackendFlag(cmd, f.Global, backendsRun)
+	addReportFlags(cmd, f.Global)
+	setExitCodes(cmd, exitCodesDoctor)
 	return cmd
 }
 

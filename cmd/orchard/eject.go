@@ -31,6 +31,12 @@ and launcher, the hosts and CMakeLists.txt — to DIR. Edit them, then pass
 Cache keys follow the files' contents, so after editing one .metal file only
 the steps that depend on it run again. eject refuses a non-empty DIR unless
 --force (which overwrites the runtime's files and leaves others alone).`,
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return nil, cobra.ShellCompDirectiveFilterDirs
+		},
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageErrorf("eject takes one directory, e.g. 'orchard eject ./runtime'")

@@ -37,22 +37,27 @@ func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command 
 		Short: "Check the environment, build the runtime and verify it",
 		Long: `Run the rebuild pipeline and print a checklist of results:
 
-  toolchain      environment check (CMake, a C++20 compiler; on macOS the Metal toolchain and GPU)
-  shaders        compile each .metal file (emu: pre-pass + C++; Mac: xcrun metal + metallib)
+  toolchain      environment check: CMake, a C++20 compiler (on macOS also
+                 the Metal toolchain and GPU)
+  shaders        compile each .metal file (emu: pre-pass + C++; Mac: xcrun
+                 metal + metallib)
   kernel         CMake configure + build of the runner
-  runtime-loads  the runner starts and reports the requested backend and every kernel
-  races          (--race) a few cases under ThreadSanitizer, with the .metal line of a race
-  smoke          forward/backward of the built-in suite against a float64 reference
-  logs           this run's kernel-call log lines: every dispatch logged, no errors or
-                 CPU fallbacks, on the requested backend
+  runtime-loads  the runner starts and reports the requested backend and
+                 every kernel
+  races          (--race) a few cases under ThreadSanitizer, with the .metal
+                 line of a race
+  smoke          forward/backward of the built-in suite against a float64
+                 reference
+  logs           this run's kernel-call log lines: every dispatch logged, no
+                 errors or CPU fallbacks, on the requested backend
 
 Each step is cached: a step whose inputs, commands, tool versions and
 allowlisted environment are unchanged, and whose outputs still exist, is not
 run again. --force reruns everything; --explain says why each step ran.
 
 Two runs on one build dir never interleave: the second waits (or, with
---no-wait, fails at once). Ctrl-C stops the running step and its child
-processes, records nothing for it and exits 130; the next run resumes.
+--no-wait, fails at once, exit 3). Ctrl-C stops the running step and its
+child processes, records nothing for it and exits 130; the next run resumes.
 Each step's full output is in <build-dir>/logs/steps/<step>.log.
 
 Time limits: --timeout bounds each build tool call (cmake, the compiler;
@@ -64,13 +69,14 @@ that case, with its exit status or signal and the end of its stderr.`,
 		Example: `  orchard rebuild
   orchard rebuild --fix          # install what is missing first (asks nothing)
   orchard rebuild --explain
+  orchard rebuild --runtime ./runtime --build-dir /tmp/b
   orchard rebuild --json > report.json
   orchard rebuild --junit orchard.xml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.seedSet = cmd.Flags().Changed("seed")
-			if opts.Timeout < 0 {
-				return usageErrorf("--timeout must be positive")
+			if opts.Timeout <= 0 {
+				return usageErrorf("--timeout must be positive, e.g. --timeout 30m, not %v", opts.Timeout)
 			}
 			if opts.RunnerTimeout <= 0 {
 				return usageErrorf("--runner-timeout must be positive, got %s", opts.RunnerTimeout)
@@ -84,13 +90,16 @@ that case, with its exit status or signal and the end of its stderr.`,
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.Force, "force", false, "rerun every step, ignoring the cache")
 	fl.BoolVar(&opts.Explain, "explain", false, "say why each step ran or was reused")
-	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once if another run is using the build dir")
-	fl.BoolVar(&opts.Fix, "fix", false, "install missing tools first (runs the commands 'orchard doctor --fix' prints)")
+	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once (exit 3) if another run is using the build dir")
+	fl.BoolVar(&opts.Fix, "fix", false, "install missing tools first (the commands 'orchard doctor --fix' prints)")
 	fl.BoolVar(&opts.Race, "race", false, "also build the ThreadSanitizer runner and run a few cases under it (emu)")
-	fl.Uint64Var(&opts.Seed, "seed", 0, "seed for the smoke inputs (default: a fresh one, printed in the report)")
+	fl.Uint64Var(&opts.Seed, "seed", 0, "seed `N` for the smoke inputs (default: a fresh one, printed in the report)")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
 	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each build tool call (cmake, the compiler) as `DURATION`")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", steps.DefaultRunnerTimeout, "time limit for each runner call (one smoke case, runner info) as `DURATION`; the emu watchdog is a quarter of it")
+	addTargetFlags(cmd, f.Global, backendsRun)
+	addReportFlags(cmd, f.Global)
+	setExitCodes(cmd, exitCodesPipeline)
 	return cmd
 }
 
@@ -178,7 +187,9 @@ func (f *Factory) resolveTarget(ctx context.Context, p *steps.Prober, seed uint6
 	if f.Global.Verbose {
 		fmt.Fprintf(f.IO.ErrOut, "backend %s: %s\nbuild dir %s\n", backend, reason, dir)
 	}
-	return &target{backend: backend, reason: reason, dir: dir, build: newBuild(src, p, seed, seedSet)}, nil
+	b := newBuild(src, p, seed, seedSet)
+	b.RerunFlags = f.rerunFlags()
+	return &target{backend: backend, reason: reason, dir: dir, build: b}, nil
 }
 
 // newBuild gathers what the runtime steps share for one run.

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes, decided in exactly one place (exitCode) and documented in
-// `orchard --help` and docs/exit-codes.md.
+// Exit codes, decided in exactly one place (exitCode) and listed in the
+// help of each command that uses them (flags.go) and in docs/json.md.
 const (
 	exitOK          = 0   // every check passed
 	exitFailed      = 1   // a check failed
@@ -22,14 +22,8 @@ const (
 	exitInterrupted = 130 // interrupted (Ctrl-C / SIGTERM)
 )
 
-const exitCodesHelp = `Exit codes:
-  0    every check passed
-  1    a check failed
-  2    usage error (bad flag, argument or input file)
-  3    the environment cannot run the steps (see: orchard doctor --fix)
-  130  interrupted (Ctrl-C)`
-
-// GlobalOptions are the persistent flags every command sees.
+// GlobalOptions are the flags several commands share; each command
+// registers only those it honours (flags.go).
 type GlobalOptions struct {
 	BuildDir string
 	Backend  string
@@ -115,62 +109,58 @@ var errSilent = &exitError{code: exitFailed}
 // silentExit ends a run with code and nothing more to print.
 func silentExit(code int) error { return &exitError{code: code} }
 
-func newRootCmd(f *Factory) *cobra.Command {
+// newRootCmd wires every command. Bare orchard runs rebuild and takes
+// rebuild's flags (the same flag set); rebuildF, when not nil, replaces
+// rebuild's run (tests capture the options through it).
+func newRootCmd(f *Factory, rebuildF ...func(*RebuildOptions) error) *cobra.Command {
+	var rf func(*RebuildOptions) error
+	if len(rebuildF) > 0 {
+		rf = rebuildF[0]
+	}
+	rebuild := newRebuildCmd(f, rf)
+	showVersion := false
 	cmd := &cobra.Command{
 		Use:   "orchard",
 		Short: "Build and verify the Metal flash-attention runtime",
-		Long: `orchard builds and verifies the embedded Metal flash-attention runtime end to
-end: environment check, shader compile, kernel build, smoke forward/backward
-against a float64 reference, and log inspection, reported as a checklist.
+		Long: `orchard builds and verifies the embedded Metal flash-attention runtime end
+to end: environment check, shader compile, kernel build, smoke forward and
+backward against a float64 reference, and log inspection, reported as a
+checklist.
 
-Backends: metal runs the kernels on an Apple GPU; emu compiles the same .metal
-sources as C++ and runs them on the CPU (Linux, CI, VMs without a GPU).
+Backends: metal runs the kernels on an Apple GPU; emu compiles the same
+.metal sources as C++ and runs them on the CPU (Linux, CI, VMs without a
+GPU).
 
-With no command, orchard runs 'orchard rebuild'. Start with 'orchard doctor'.`,
+With no command, orchard runs 'orchard rebuild' and takes its flags (below).
+Start with 'orchard doctor'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// With no subcommand orchard rebuilds and verifies the runtime.
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if showVersion {
+				return runVersion(&VersionOptions{F: f})
+			}
 			if len(args) > 0 {
 				return usageErrorf("unknown command %q for \"orchard\"; see orchard --help", args[0])
 			}
-			return runRebuild(cmd.Context(), &RebuildOptions{F: f})
+			return rebuild.RunE(cmd, args)
 		},
 	}
-	cmd.SetHelpTemplate(cmd.HelpTemplate() + "\n" + exitCodesHelp + "\n")
+	cmd.SetUsageFunc(usage)
 	cmd.SetOut(f.IO.Out)
 	cmd.SetErr(f.IO.ErrOut)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErrorf("%v\nRun '%s --help' for usage.", err, c.CommandPath())
 	})
-
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.Global.BuildDir, "build-dir", "", "build directory (default <user cache dir>/orchard/<backend>)")
-	pf.StringVar(&f.Global.Backend, "backend", "auto", "backend: auto|emu|metal")
-	pf.StringVar(&f.Global.Color, "color", "auto", "colour: auto|always|never")
-	pf.BoolVar(&f.Global.JSON, "json", false, "print the report as JSON on stdout (progress goes to stderr)")
-	pf.BoolVarP(&f.Global.Verbose, "verbose", "v", false, "show more detail")
-	pf.StringVar(&f.Global.Runtime, "runtime", "", "use the runtime sources in `DIR` (see 'orchard eject') instead of the embedded ones")
-	cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error {
-		f.Global.BuildDirSet = c.Flags().Changed("build-dir")
-		switch f.Global.Color {
-		case "auto", "always", "never":
-		default:
-			return usageErrorf("--color must be auto, always or never, not %q", f.Global.Color)
-		}
-		switch f.Global.Backend {
-		case "auto", "emu", "metal":
-		default:
-			if !(c.Name() == "attn" && f.Global.Backend == "reference") {
-				return usageErrorf("--backend must be auto, emu or metal, not %q", f.Global.Backend)
-			}
-		}
-		return nil
-	}
+	// The same flags as rebuild (the same *pflag.Flag values), so that
+	// 'orchard --race' is 'orchard rebuild --race'.
+	cmd.Flags().AddFlagSet(rebuild.Flags())
+	cmd.Flags().BoolVarP(&showVersion, "version", "V", false, "print orchard's version and exit")
+	setExitCodes(cmd, exitCodesPipeline)
 
 	// Commands are wired here explicitly, one file each.
 	cmd.AddCommand(
-		newRebuildCmd(f, nil),
+		rebuild,
 		newVerifyCmd(f, nil),
 		newDoctorCmd(f, nil),
 		newAttnCmd(f, nil),
@@ -179,6 +169,7 @@ With no command, orchard runs 'orchard rebuild'. Start with 'orchard doctor'.`,
 		newVersionCmd(f, nil),
 		newCompletionCmd(f),
 	)
+	registerCompletions(cmd)
 	return cmd
 }
 
@@ -187,6 +178,9 @@ With no command, orchard runs 'orchard rebuild'. Start with 'orchard doctor'.`,
 func run(ctx context.Context, args []string, io *IOStreams) int {
 	f := &Factory{IO: io, Global: &GlobalOptions{}}
 	root := newRootCmd(f)
+	if len(args) > 0 && strings.HasPrefix(args[0], "__complete") {
+		plainFlagUsages(root)
+	}
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	return exitCode(ctx, err, io)

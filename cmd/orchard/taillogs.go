@@ -88,7 +88,11 @@ Ctrl-C or SIGTERM ends it: held lines are printed and orchard exits 130.`,
 	fl.StringArrayVarP(&opts.Highlight, "highlight", "H", nil, "highlight matches of `REGEX` (repeatable; with colour)")
 	fl.StringVarP(&opts.Output, "output", "o", "text", "output `FORMAT`: text, or json (one object per line)")
 	fl.BoolVar(&opts.Raw, "raw", false, "print control characters in lines as they are (default: escaped, ESC as ^[)")
-	fl.DurationVar(&opts.Poll, "poll", logs.DefaultPoll, "safety poll interval, for changes the file watcher missed")
+	fl.DurationVar(&opts.Poll, "poll", logs.DefaultPoll, "safety poll every `DURATION`, for changes the file watcher missed")
+	addBuildDirFlag(cmd, f.Global)
+	addBackendFlag(cmd, f.Global, backendsRun)
+	addColorFlag(cmd, f.Global)
+	addJSONFlag(cmd, f.Global, "the same as -o json")
 	return cmd
 }
 

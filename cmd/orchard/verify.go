@@ -30,8 +30,16 @@ func newVerifyCmd(f *Factory, runF func(*VerifyOptions) error) *cobra.Command {
 		Short: "Re-check an existing build without rebuilding",
 		Long: `Re-check the runtime already built in the build dir: the runner loads
 (runtime-loads), the smoke suite's forward and backward match the float64
-reference, and this run's kernel-call log lines are complete and clean. Nothing is rebuilt and nothing comes from the cache. When there is
-no build yet, it says so: run 'orchard rebuild' first.`,
+reference, and this run's kernel-call log lines are complete and clean.
+Nothing is rebuilt and nothing comes from the cache. When there is no build
+yet, it says so (exit 3): run 'orchard rebuild' first, with the same
+--build-dir, --backend and --runtime.
+
+--timeout bounds each child process a step starts (the runner; default
+20m): one that runs longer is killed and its step fails.`,
+		Example: `  orchard verify
+  orchard verify --build-dir /tmp/b --seed 7
+  orchard verify --json | jq .ok`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.seedSet = cmd.Flags().Changed("seed")
@@ -45,11 +53,13 @@ no build yet, it says so: run 'orchard rebuild' first.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once if another run is using the build dir")
-	fl.Uint64Var(&opts.Seed, "seed", 0, "seed for the smoke inputs (default: a fresh one)")
+	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once (exit 3) if another run is using the build dir")
+	fl.Uint64Var(&opts.Seed, "seed", 0, "seed `N` for the smoke inputs (default: a fresh one, printed in the report)")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
-	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each build tool call (cmake, the compiler) as `DURATION`")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", steps.DefaultRunnerTimeout, "time limit for each runner call (one smoke case, runner info) as `DURATION`; the emu watchdog is a quarter of it")
+	addTargetFlags(cmd, f.Global, backendsRun)
+	addReportFlags(cmd, f.Global)
+	setExitCodes(cmd, exitCodesPipeline)
 	return cmd
 }
 
