@@ -184,7 +184,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	_, out, _ := runCLI(t, nil, "attn", "--help")
-	if !strings.Contains(out, "auto, emu, metal or reference") {
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "auto, emu, metal or reference") {
 		t.Errorf("attn --backend help omits reference:\n%s", out)
 	}
 	if code, _, _ := runCLI(t, nil, "attn", "--backend", "reference", "--help"); code != 0 {
@@ -219,7 +219,7 @@ func TestCompletionOfFlagValues(t *testing.T) {
 		{[]string{"doctor", "--color", ""}, []string{"auto", "always", "never"}, noFiles},
 		{[]string{"tail-logs", "-o", ""}, []string{"text", "json"}, noFiles},
 		{[]string{"rebuild", "--seed", ""}, nil, noFiles},
-		{[]string{"verify", "--timeout", ""}, nil, noFiles},
+		{[]string{"verify", "--runner-timeout", ""}, nil, noFiles},
 		{[]string{"rebuild", "--build-dir", ""}, nil, dirs},
 		{[]string{"verify", "--runtime", ""}, nil, dirs},
 		{[]string{"attn", "--out", ""}, nil, dirs},
