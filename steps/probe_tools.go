@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/internal/proc"
 )
 
 // Probe timeouts (Prober.Timeout overrides them all).
@@ -108,6 +109,9 @@ func (p *Prober) CMake(ctx context.Context) ProbeResult {
 // CXX finds a C++ compiler that really builds and runs a C++20 program
 // using <barrier> and <source_location>: $CXX when set, else the first of
 // c++, g++, clang++ that does.
+// cxxProbeDirName names the compile probe's temp dirs (see proc.MkdirTemp).
+const cxxProbeDirName = "orchard-cxx-probe"
+
 func (p *Prober) CXX(ctx context.Context) ProbeResult {
 	return p.once(ctx, ProbeCXX, func(ctx context.Context) ProbeResult {
 		r := result("C++20 compiler", checks.Pass)
@@ -119,7 +123,8 @@ func (p *Prober) CXX(ctx context.Context) ProbeResult {
 		} else {
 			candidates = [][]string{{"c++"}, {"g++"}, {"clang++"}}
 		}
-		dir, err := os.MkdirTemp("", "orchard-cxx-probe-")
+		proc.SweepTemp("", cxxProbeDirName) // probes of killed runs
+		dir, err := proc.MkdirTemp("", cxxProbeDirName)
 		if err != nil {
 			return r.fail("cannot create a temp dir for the compile probe: "+err.Error(), Fix{})
 		}

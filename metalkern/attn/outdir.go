@@ -6,10 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/orchardkit/orchard/internal/proc"
 	"github.com/orchardkit/orchard/metalkern/npy"
 )
 
@@ -36,14 +36,14 @@ func newStage(out string) (*stage, error) {
 	case err == nil && !fi.IsDir():
 		return nil, inputErrorf("--out %s: exists and is not a directory", out)
 	case err == nil:
-		sweep(out)
-		st.dir, err = os.MkdirTemp(out, stagePrefix())
+		proc.SweepTemp(out, stageName)
+		st.dir, err = proc.MkdirTemp(out, stageName)
 	case errors.Is(err, fs.ErrNotExist):
 		st.fresh = true
 		parent := filepath.Dir(filepath.Clean(out))
 		if err = st.mkParents(parent); err == nil {
-			sweep(parent)
-			st.dir, err = os.MkdirTemp(parent, stagePrefix())
+			proc.SweepTemp(parent, stageName)
+			st.dir, err = proc.MkdirTemp(parent, stageName)
 		}
 	}
 	if err != nil {
@@ -53,25 +53,9 @@ func newStage(out string) (*stage, error) {
 	return st, nil
 }
 
-// stagePrefix names a stage after this process, so that the next run can
-// tell a killed run's stage from a live one's.
-func stagePrefix() string { return fmt.Sprintf(".orchard-attn-%d-*", os.Getpid()) }
-
-// sweep removes the stages in dir of runs whose process no longer exists
-// (killed before they could clean up).
-func sweep(dir string) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), ".orchard-attn-")
-		if !ok || !e.IsDir() {
-			continue
-		}
-		pid, _, ok := strings.Cut(rest, "-")
-		if n, err := strconv.Atoi(pid); ok && err == nil && n > 0 && n != os.Getpid() && !processExists(n) {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
-		}
-	}
-}
+// stageName names the stages (".orchard-attn-<pid>-…"): named after this
+// process, so that the next run can sweep a killed run's stage.
+const stageName = "orchard-attn"
 
 // mkParents creates the missing ancestors of out, recording them so that a
 // failed run removes them again.

@@ -1,6 +1,6 @@
 //go:build unix
 
-package attn
+package proc
 
 import (
 	"errors"
