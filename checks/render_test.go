@@ -288,8 +288,11 @@ func TestDocsJSONExample(t *testing.T) {
 	for _, c := range r.Checks {
 		seen[c.Status] = true
 	}
-	if len(seen) != 4 {
-		t.Errorf("the example should show all four statuses, has %v", seen)
+	// A failing verify: checks that passed, failed, and did not run.
+	for _, st := range []Status{Pass, Fail, Skip} {
+		if !seen[st] {
+			t.Errorf("the example should show a %s check, has %v", st, seen)
+		}
 	}
 }
 
