@@ -189,7 +189,8 @@ func TestUnusableBuildDirExits3NamingThePath(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := dirState(t, root)
 			code, out, errOut := runCLI(t, nil, "rebuild", "--build-dir", tc.dir)
-			if code != exitEnvironment || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "--build-dir") {
+			// The report (stdout) names the path and the fix.
+			if code != exitEnvironment || !strings.Contains(out+errOut, tc.want) || !strings.Contains(out, "pass --build-dir DIR") {
 				t.Errorf("exit %d, stdout %q, stderr %q; want exit 3 naming %q and the fix", code, out, errOut, tc.want)
 			}
 			if after := dirState(t, root); after != before {
@@ -223,15 +224,15 @@ func TestUnwritableBuildDirExits3(t *testing.T) {
 		cmd = orchardCmd(args...)
 	}
 	before := dirState(t, dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stderr, stdout bytes.Buffer
+	cmd.Stderr, cmd.Stdout = &stderr, &stdout
 	err := cmd.Run()
 	var xe *exec.ExitError
 	if !errors.As(err, &xe) || xe.ExitCode() != exitEnvironment {
 		t.Fatalf("exit: %v, stderr %q; want exit 3", err, stderr.String())
 	}
-	if msg := stderr.String(); !strings.Contains(msg, "cannot write in "+dir) || !strings.Contains(msg, "permission denied") {
-		t.Errorf("stderr %q does not name the dir and the reason", msg)
+	if msg := stdout.String() + stderr.String(); !strings.Contains(msg, "cannot write in "+dir) || !strings.Contains(msg, "permission denied") {
+		t.Errorf("the report %q does not name the dir and the reason", msg)
 	}
 	if after := dirState(t, dir); after != before {
 		t.Errorf("files changed:\n%s\n---\n%s", before, after)

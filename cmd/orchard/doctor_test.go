@@ -280,12 +280,12 @@ func TestDoctorFixYesFailingCommandJSON(t *testing.T) {
 	dir := doctorPathWithout(t, "cmake")
 	pm := &fakePackageManager{dir: dir, fail: true}
 	ios, outBuf, errBuf := testIOStreams(map[string]string{"PATH": dir})
-	f := &Factory{IO: ios, Global: &GlobalOptions{Backend: "auto", Color: "never", JSON: true}}
+	f := &Factory{IO: ios, Global: &GlobalOptions{}}
 	cmd := newDoctorCmd(f, func(o *DoctorOptions) error {
 		o.RunFix = pm.run
 		return runDoctor(context.Background(), o)
 	})
-	cmd.SetArgs([]string{"--fix", "--yes"})
+	cmd.SetArgs([]string{"--fix", "--yes", "--json", "--color", "never"})
 	cmd.SetOut(&bytes.Buffer{})
 	cmd.SetErr(&bytes.Buffer{})
 	code := exitCode(context.Background(), cmd.ExecuteContext(context.Background()), ios)
