@@ -355,6 +355,16 @@ class Session {
     current_.clear();
   }
 
+  // Makes the kernels' pipelines (Backend::prepare) one by one, untimed; a
+  // failure leaves current_kernel() naming the kernel for the ERROR line.
+  void prepare(const std::vector<std::string>& kernels) {
+    for (const std::string& k : kernels) {
+      current_ = k;
+      be_.prepare({k});
+    }
+    current_.clear();
+  }
+
   // At most cap threadgroups per dispatch (0: only the work bound).
   void set_group_cap(uint64_t cap) { group_cap_ = cap; }
 
@@ -501,14 +511,9 @@ int cmd_run(const Args& a) {
   ses.set_group_cap(group_cap);
   const char* op = "fwd";  // the pass under way, for an ERROR line
   try {
-    // Pipelines (Metal) are made here, before anything is timed.
-    std::vector<std::string> need = {kernel_name(Pass::kFwd, shape.dtype, sel.bucket.fwd)};
-    if (bwd) {
-      need.push_back(kernel_name(Pass::kBwdPre, shape.dtype, Tile{}));
-      need.push_back(kernel_name(Pass::kBwdDq, shape.dtype, sel.bucket.dq));
-      need.push_back(kernel_name(Pass::kBwdDkv, shape.dtype, sel.bucket.dkv));
-    }
-    be->prepare(need);
+    // Pipelines (Metal) are made before each half's first dispatch, untimed;
+    // a missing kernel fails in the half (op) that needs it.
+    ses.prepare({kernel_name(Pass::kFwd, shape.dtype, sel.bucket.fwd)});
     const std::vector<int64_t> oshape = {q.B, q.H, q.N, q.D};
     const std::vector<int64_t> kshape = {k.B, k.H, k.N, k.D};
     const std::vector<int64_t> rshape = {q.B, q.H, q.N};  // row statistics: LSE, Delta
@@ -526,6 +531,9 @@ int cmd_run(const Args& a) {
 
     if (bwd) {
       op = "bwd";
+      ses.prepare({kernel_name(Pass::kBwdPre, shape.dtype, Tile{}),
+                   kernel_name(Pass::kBwdDq, shape.dtype, sel.bucket.dq),
+                   kernel_name(Pass::kBwdDkv, shape.dtype, sel.bucket.dkv)});
       Buffer bdo = ses.upload(dout, "do");
       Buffer bdelta = ses.alloc("delta", rshape, DType::kF32);
       Buffer bdq = ses.alloc("dq", oshape, shape.dtype);
