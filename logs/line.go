@@ -58,8 +58,14 @@ type Line struct {
 	Causal  *bool     // causal=0|1
 	Storage string    // storage=shared|private|managed|memoryless
 	DurUS   int64     // dur_us=: wall time of the call in microseconds
-	Msg     string    // msg=: what happened, for people (ERROR, FALLBACK)
-	Extra   []Field   // other keys, in the order they appeared
+	// GPUUS is gpu_us=: the dispatch's device time in microseconds, from
+	// TimeSource: "gpu" (GPUEndTime − GPUStartTime of its command buffer) or
+	// "emu" (the CPU emulation's own time).
+	GPUUS      int64
+	TimeSource string  // time_source=gpu|emu
+	Part       string  // part=i/n: the ith of the n dispatches the pass was split into
+	Msg        string  // msg=: what happened, for people (ERROR, FALLBACK)
+	Extra      []Field // other keys, in the order they appeared
 }
 
 // Shape is a tensor shape, written as dims joined by "x" (1x2x64x64x64).
@@ -84,7 +90,7 @@ func Bool(v bool) *bool { return &v }
 // greppable; name and bytes for ALLOC), msg last because it is long.
 var knownKeys = []string{
 	"call", "name", "bytes", "time", "pid", "run", "backend", "kernel", "op",
-	"shape", "dtype", "causal", "storage", "dur_us", "msg",
+	"shape", "dtype", "causal", "storage", "dur_us", "gpu_us", "time_source", "part", "msg",
 }
 
 func isKnownKey(k string) bool {
@@ -140,6 +146,9 @@ func Format(l Line) string {
 	}
 	str("storage", l.Storage)
 	num("dur_us", l.DurUS)
+	num("gpu_us", l.GPUUS)
+	str("time_source", l.TimeSource)
+	str("part", l.Part)
 	str("msg", l.Msg)
 	for _, f := range l.Extra {
 		writeField(&b, f.Key, f.Value)
@@ -177,8 +186,8 @@ func (l Line) Validate() error {
 	if !validWord(l.Word) {
 		return &SyntaxError{Msg: "word " + strconv.Quote(l.Word) + " is not [A-Z][A-Z0-9_]*"}
 	}
-	if l.Call < 0 || l.PID < 0 || l.DurUS < 0 || l.Bytes < 0 {
-		return &SyntaxError{Msg: "call, pid, dur_us and bytes must not be negative"}
+	if l.Call < 0 || l.PID < 0 || l.DurUS < 0 || l.GPUUS < 0 || l.Bytes < 0 {
+		return &SyntaxError{Msg: "call, pid, dur_us, gpu_us and bytes must not be negative"}
 	}
 	for _, d := range l.Shape {
 		if d < 0 {
@@ -215,28 +224,32 @@ func validStorage(s string) bool {
 // 3339, shape as an array of dims, causal as a boolean, Extra as an object).
 func (l Line) MarshalJSON() ([]byte, error) {
 	type jsonLine struct {
-		Tag     string            `json:"tag"`
-		Word    string            `json:"word"`
-		Call    int               `json:"call,omitempty"`
-		Name    string            `json:"name,omitempty"`
-		Bytes   int64             `json:"bytes,omitempty"`
-		Time    string            `json:"time,omitempty"`
-		PID     int               `json:"pid,omitempty"`
-		Run     string            `json:"run,omitempty"`
-		Backend string            `json:"backend,omitempty"`
-		Kernel  string            `json:"kernel,omitempty"`
-		Op      string            `json:"op,omitempty"`
-		Shape   []int             `json:"shape,omitempty"`
-		DType   string            `json:"dtype,omitempty"`
-		Causal  *bool             `json:"causal,omitempty"`
-		Storage string            `json:"storage,omitempty"`
-		DurUS   int64             `json:"dur_us,omitempty"`
-		Msg     string            `json:"msg,omitempty"`
-		Extra   map[string]string `json:"extra,omitempty"`
+		Tag        string            `json:"tag"`
+		Word       string            `json:"word"`
+		Call       int               `json:"call,omitempty"`
+		Name       string            `json:"name,omitempty"`
+		Bytes      int64             `json:"bytes,omitempty"`
+		Time       string            `json:"time,omitempty"`
+		PID        int               `json:"pid,omitempty"`
+		Run        string            `json:"run,omitempty"`
+		Backend    string            `json:"backend,omitempty"`
+		Kernel     string            `json:"kernel,omitempty"`
+		Op         string            `json:"op,omitempty"`
+		Shape      []int             `json:"shape,omitempty"`
+		DType      string            `json:"dtype,omitempty"`
+		Causal     *bool             `json:"causal,omitempty"`
+		Storage    string            `json:"storage,omitempty"`
+		DurUS      int64             `json:"dur_us,omitempty"`
+		GPUUS      int64             `json:"gpu_us,omitempty"`
+		TimeSource string            `json:"time_source,omitempty"`
+		Part       string            `json:"part,omitempty"`
+		Msg        string            `json:"msg,omitempty"`
+		Extra      map[string]string `json:"extra,omitempty"`
 	}
 	j := jsonLine{Tag: l.Tag, Word: l.Word, Call: l.Call, PID: l.PID, Run: l.Run,
 		Backend: l.Backend, Kernel: l.Kernel, Op: l.Op, Shape: l.Shape, DType: l.DType,
-		Causal: l.Causal, Storage: l.Storage, DurUS: l.DurUS, Name: l.Name, Bytes: l.Bytes, Msg: l.Msg}
+		Causal: l.Causal, Storage: l.Storage, DurUS: l.DurUS, GPUUS: l.GPUUS, TimeSource: l.TimeSource,
+		Part: l.Part, Name: l.Name, Bytes: l.Bytes, Msg: l.Msg}
 	if !l.Time.IsZero() {
 		j.Time = formatTime(l.Time)
 	}

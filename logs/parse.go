@@ -100,6 +100,12 @@ func (l *Line) set(key, val string) error {
 		l.PID, err = parseCount(val)
 	case "dur_us":
 		l.DurUS, err = parseCount64(val)
+	case "gpu_us":
+		l.GPUUS, err = parseCount64(val)
+	case "time_source":
+		l.TimeSource = val
+	case "part":
+		l.Part = val
 	case "bytes":
 		l.Bytes, err = parseCount64(val)
 	case "time":

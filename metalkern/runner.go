@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Exec runs argv to completion with stdout going to w. Steps pass one built
@@ -39,6 +40,43 @@ type Info struct {
 	HostKernels []string `json:"host_kernels"`
 	// MissingKernels are HostKernels the backend lacks, as the runner sees it.
 	MissingKernels []string `json:"missing_kernels"`
+	// DeviceInfo is the device the runner chose (on emu, the emulation's
+	// values); zero from a runner older than the field.
+	DeviceInfo DeviceInfo `json:"device_info"`
+	// TimeSource says what Stats.GPUMS measures: "gpu" or "emu".
+	TimeSource string `json:"time_source"`
+}
+
+// DeviceInfo is `info`'s device_info: what the runner's device is and
+// whether the kernels can run on it.
+type DeviceInfo struct {
+	Name string `json:"name"`
+	// GPUFamily is the highest Apple GPU family supported ("apple9"), "" for
+	// none; "emu" on emu.
+	GPUFamily string `json:"gpu_family"`
+	// MetalFamily is "metal4", "metal3" or "" (none; also on emu).
+	MetalFamily              string `json:"metal_family"`
+	MaxThreadgroupMemory     int64  `json:"max_threadgroup_memory"`
+	MaxThreadsPerThreadgroup int64  `json:"max_threads_per_threadgroup"`
+	// RecommendedWorkingSet is in bytes (emu: the host's physical memory).
+	RecommendedWorkingSet int64 `json:"recommended_working_set"`
+	UnifiedMemory         bool  `json:"unified_memory"`
+	// Paravirtual: a VM's GPU (a GitHub-hosted macOS runner's).
+	Paravirtual bool `json:"paravirtual"`
+	// Problem is why the kernels cannot run on this device ("" when they
+	// can): paravirtual, or older than Apple7.
+	Problem string `json:"problem"`
+	// Devices are every device the runner found, in enumeration order.
+	Devices []string `json:"devices"`
+}
+
+// AppleFamily is GPUFamily's number (apple9 → 9), 0 when there is none.
+func (d DeviceInfo) AppleFamily() int {
+	n, err := strconv.Atoi(strings.TrimPrefix(d.GPUFamily, "apple"))
+	if err != nil || !strings.HasPrefix(d.GPUFamily, "apple") {
+		return 0
+	}
+	return n
 }
 
 // Missing is the sorted kernels the host may dispatch that the backend
@@ -136,9 +174,31 @@ func (r Runner) Argv(req Request) []string {
 
 // Stats is the JSON line `runner run` prints.
 type Stats struct {
+	// Dispatches counts the dispatches made ("fwd", "bwd"): one log line
+	// each. A pass split across several dispatches counts each.
 	Dispatches map[string]int `json:"dispatches"`
-	Kernels    []string       `json:"kernels"`
-	MS         float64        `json:"ms"`
+	// Kernels are the passes' kernels, in order (one per pass).
+	Kernels []string `json:"kernels"`
+	// MS is the wall time of the dispatches.
+	MS float64 `json:"ms"`
+	// GPUMS is their device time, from TimeSource: "gpu" (GPUEndTime −
+	// GPUStartTime of each command buffer) or "emu" (the emulation's own
+	// time, not a GPU figure).
+	GPUMS      float64 `json:"gpu_ms"`
+	TimeSource string  `json:"time_source"`
+	Passes     []Pass  `json:"passes"`
+}
+
+// Pass is one pass of a run: its grid and how it was split.
+type Pass struct {
+	Pass   string `json:"pass"` // fwd, bwd_pre, bwd_dq, bwd_dkv
+	Kernel string `json:"kernel"`
+	Grid   [3]int `json:"grid"` // threadgroups (x, y, z)
+	// GroupsPerDispatch is the split bound (select.h; ORCHARD_DISPATCH_GROUPS lowers it).
+	GroupsPerDispatch int64   `json:"groups_per_dispatch"`
+	Dispatches        int     `json:"dispatches"`
+	WallMS            float64 `json:"wall_ms"`
+	GPUMS             float64 `json:"gpu_ms"`
 }
 
 // Run runs req.

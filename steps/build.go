@@ -35,7 +35,15 @@ type Build struct {
 	// RunnerTimeout bounds each runner call (0: DefaultRunnerTimeout); the
 	// emu watchdog of the smoke runs is set well inside it.
 	RunnerTimeout time.Duration
+	// Validate (--validate) runs every runner call of the metal backend
+	// with Metal's API and shader validation on (ValidationEnv); on emu it
+	// only says that emu's own checks are always on.
+	Validate bool
 }
+
+// ValidationEnv switches Metal's API validation (debug layer) and shader
+// validation on; Metal reads them when the device is created (metal-api.md §5).
+var ValidationEnv = []string{"MTL_DEBUG_LAYER=1", "MTL_SHADER_VALIDATION=1"}
 
 func (b *Build) runnerTimeout() time.Duration {
 	if b == nil || b.RunnerTimeout <= 0 {

@@ -87,6 +87,9 @@ func RunnerExec(timeout time.Duration, stderr io.Writer) metalkern.Exec {
 // build's runner timeout; stdout is also copied to the step log, env is
 // added to the child's environment.
 func execForEnv(sc *Context, b *Build, onLine func(string), env ...string) metalkern.Exec {
+	if b != nil && b.Validate && sc.Backend == BackendMetal {
+		env = append(append([]string{}, env...), ValidationEnv...)
+	}
 	return func(ctx context.Context, argv, extra []string, stdout io.Writer) error {
 		w := stdout
 		if sc.Log != nil {

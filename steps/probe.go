@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/metalkern"
 )
 
 // Probe ids: the checklist ids of the probes (stable, part of the JSON).
@@ -113,6 +114,10 @@ type Prober struct {
 	Timeout time.Duration
 	// Log, when set, receives each command and its output.
 	Log io.Writer
+	// RunnerInfo, when set, asks an already built Metal runner for its
+	// device (`runner info`, probe_mac.go): on a Mac, what Metal itself
+	// reports (supportsFamily, the device name) decides the GPU probe.
+	RunnerInfo func(context.Context) (metalkern.Info, error)
 
 	mu   sync.Mutex
 	memo map[string]ProbeResult

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/metalkern"
 )
 
 // GPUInfo is what macOS reports about the GPU.
@@ -202,6 +203,15 @@ func (p *Prober) GPU(ctx context.Context) ProbeResult {
 			return r
 		}
 		r := result(title, checks.Pass)
+		if p.RunnerInfo != nil {
+			info, err := p.RunnerInfo(ctx)
+			if err == nil && info.Backend == BackendMetal && info.DeviceInfo.Name != "" {
+				return gpuFromRunner(r, info)
+			}
+			if err != nil {
+				r.Check.Evidence = append(r.Check.Evidence, "runner info unavailable ("+firstLine(err.Error())+"): asking system_profiler")
+			}
+		}
 		c := p.run(ctx, profileTimeout, "", "system_profiler", "SPDisplaysDataType", "-json")
 		if c.failure != "" {
 			return r.fail(c.failure, Fix{})
@@ -239,4 +249,33 @@ func (p *Prober) GPU(ctx context.Context) ProbeResult {
 		}
 		return r
 	})
+}
+
+// gpuFromRunner is the GPU probe's verdict from a built Metal runner's
+// `info`: the device Metal chose, its highest Apple family and whether it
+// is paravirtual, as Metal reports them. A paravirtual or pre-Apple7 GPU
+// fails: --backend auto then skips the Metal steps with this reason (the
+// Metal compile still runs, emu verifies the kernels).
+func gpuFromRunner(r ProbeResult, info metalkern.Info) ProbeResult {
+	d := info.DeviceInfo
+	g := GPUInfo{Model: d.Name, Paravirtual: d.Paravirtual}
+	if d.MetalFamily != "" {
+		g.MetalFamily = "spdisplays_" + d.MetalFamily
+	}
+	r.GPU = &g
+	r.Check.Evidence = append(r.Check.Evidence, "runner info: "+strings.TrimPrefix(deviceEvidence(info), "device: "))
+	emu := Fix{Note: "use --backend emu here (it verifies the same kernels on the CPU); run the Metal stages on an Apple-silicon Mac (e.g. a self-hosted runner)"}
+	switch {
+	case d.Paravirtual:
+		return r.fail(fmt.Sprintf("%s is a VM's GPU (GitHub-hosted runner): no usable Metal compute", d.Name), emu)
+	case d.AppleFamily() < 7:
+		fam := d.GPUFamily
+		if fam == "" {
+			fam = "no Apple GPU family"
+		}
+		return r.fail(fmt.Sprintf("%s supports %s; the kernels need apple7+ (simdgroup matrices: M1 or newer)", d.Name, fam), emu)
+	case d.Problem != "":
+		return r.fail(d.Problem, emu)
+	}
+	return r
 }

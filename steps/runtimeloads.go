@@ -56,7 +56,21 @@ func (s *RuntimeLoadsStep) Run(ctx context.Context, sc *Context) (Result, error)
 			info.Limits.MaxThreadsPerThreadgroup, info.Limits.MaxThreadgroupMemory, info.Limits.SimdWidth),
 		fmt.Sprintf("%d kernels, %d dispatched by the host", len(info.Kernels), len(info.HostKernels)),
 	}}
+	if d := deviceEvidence(info); d != "" {
+		c.Evidence = append(c.Evidence, d)
+	}
+	if t := timingEvidence(info.TimeSource); t != "" {
+		c.Evidence = append(c.Evidence, t)
+	}
+	if s.B.Validate {
+		c.Evidence = append(c.Evidence, validationEvidence(sc.Backend))
+	}
 	var hints []string
+	if p := info.DeviceInfo.Problem; p != "" && sc.Backend == BackendMetal {
+		c.Status = checks.Fail
+		c.Evidence = append(c.Evidence, "the kernels cannot run on this device: "+p)
+		hints = append(hints, "run with --backend emu here (it verifies the same kernels on the CPU); the Metal stages need an Apple7+ GPU that is not paravirtual")
+	}
 	if info.Backend != sc.Backend {
 		c.Status = checks.Fail
 		c.Evidence = append(c.Evidence, fmt.Sprintf("the runner answered as %q, but %q was requested", info.Backend, sc.Backend))
@@ -92,4 +106,55 @@ func (s *RuntimeLoadsStep) Run(ctx context.Context, sc *Context) (Result, error)
 	}
 	c.Hint = strings.Join(hints, "; ")
 	return Result{Checks: []checks.Check{c}, Detail: info.Backend + " on " + info.Device}, nil
+}
+
+// deviceEvidence is the runner's device_info in one line ("" from a runner
+// that does not report it).
+func deviceEvidence(info metalkern.Info) string {
+	d := info.DeviceInfo
+	if d.Name == "" {
+		return ""
+	}
+	parts := []string{d.Name}
+	if d.GPUFamily != "" {
+		parts = append(parts, "family "+d.GPUFamily)
+	}
+	if d.MetalFamily != "" {
+		parts = append(parts, d.MetalFamily)
+	}
+	parts = append(parts, fmt.Sprintf("%d B threadgroup memory", d.MaxThreadgroupMemory),
+		fmt.Sprintf("%d threads/threadgroup", d.MaxThreadsPerThreadgroup))
+	if d.RecommendedWorkingSet > 0 {
+		parts = append(parts, fmt.Sprintf("working set %.1f GiB", float64(d.RecommendedWorkingSet)/(1<<30)))
+	}
+	if d.UnifiedMemory {
+		parts = append(parts, "unified memory")
+	}
+	if d.Paravirtual {
+		parts = append(parts, "paravirtual")
+	}
+	s := "device: " + strings.Join(parts, ", ")
+	if len(d.Devices) > 1 {
+		s += " (of " + strings.Join(d.Devices, ", ") + ")"
+	}
+	return s
+}
+
+// timingEvidence says what the runner's gpu_ms/gpu_us measure.
+func timingEvidence(source string) string {
+	switch source {
+	case "gpu":
+		return "timing: gpu_us is GPUEndTime − GPUStartTime of each dispatch's command buffer; pipelines are made before anything is timed"
+	case "emu":
+		return "timing: gpu_us is the emulation's own time of each dispatch (time_source=emu), not a GPU figure"
+	}
+	return ""
+}
+
+// validationEvidence is --validate's line for the backend.
+func validationEvidence(backend string) string {
+	if backend == BackendMetal {
+		return "validation: Metal API and shader validation on for every runner call (" + strings.Join(ValidationEnv, " ") + ")"
+	}
+	return "validation: --validate turns on Metal's API and shader validation, a Metal feature (not used on " + backend + "); emu's own checks (divergent barriers and simd ops, threadgroup memory and thread limits, unbound buffers, setBytes size, hangs) are always on (docs/emu.md)"
 }

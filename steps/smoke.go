@@ -52,8 +52,10 @@ func (s *SmokeStep) CheckIDs(string) []string { return []string{"forward", "back
 func (s *SmokeStep) Key(sc *Context) (KeyInputs, error) {
 	k := KeyInputs{
 		Version: "2",
-		Config:  map[string]string{"mode": s.B.EmuMode, "cases": fmt.Sprint(len(smoke.Suite()))},
-		Inputs:  []string{s.Kernel.Out.Runner},
+		Config:  map[string]string{"mode": s.B.EmuMode, "cases": fmt.Sprint(len(smoke.Suite())), "validate": fmt.Sprint(s.B.Validate)},
+		// The split cap and the device choice change what the runner does.
+		Env:    []string{"ORCHARD_DISPATCH_GROUPS", "ORCHARD_METAL_DEVICE"},
+		Inputs: []string{s.Kernel.Out.Runner},
 	}
 	if s.Kernel.Out.Metallib != "" {
 		k.Inputs = append(k.Inputs, s.Kernel.Out.Metallib)

@@ -106,6 +106,9 @@ func addJSONFlag(cmd *cobra.Command, g *GlobalOptions, usage string) {
 	cmd.Flags().BoolVar(&g.JSON, "json", false, usage)
 }
 
+// validateUsage is --validate's help (rebuild, verify).
+const validateUsage = "run the runner with Metal API and shader validation on (MTL_DEBUG_LAYER=1, MTL_SHADER_VALIDATION=1; metal backend; emu's own checks are always on)"
+
 // addReportFlags are the flags of a command that ends with a report.
 func addReportFlags(cmd *cobra.Command, g *GlobalOptions) {
 	addColorFlag(cmd, g)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,6 +124,30 @@ func TestRebuildCachesVerifiesAndForces(t *testing.T) {
 	}
 	if c := reportCheck(r, "forward"); c.Status != checks.Pass {
 		t.Errorf("verify forward: %+v", c)
+	}
+	defaultCalls := reportCheck(r, "kernel-calls-logged").Evidence
+
+	// Split dispatches: with at most one threadgroup per dispatch every pass
+	// is split, the suite still matches the float64 reference, and the logs
+	// step expects what the runner reported (one line per dispatch). A cap
+	// of 3 also leaves partial boxes. --validate on emu says what it is.
+	for _, groups := range []string{"1", "3"} {
+		cmd := orchardCmd("verify", "--build-dir", dir, "--validate", "--json")
+		cmd.Env = append(cmd.Env, "ORCHARD_DISPATCH_GROUPS="+groups)
+		out, err := cmd.Output()
+		var vr checks.Report
+		if jerr := json.Unmarshal(out, &vr); jerr != nil || err != nil || !vr.OK {
+			t.Fatalf("verify with ORCHARD_DISPATCH_GROUPS=%s: %v %v\n%s", groups, err, jerr, out)
+		}
+		calls := reportCheck(&vr, "kernel-calls-logged")
+		if calls.Status != checks.Pass || slices.Equal(calls.Evidence[:2], defaultCalls[:2]) {
+			t.Errorf("ORCHARD_DISPATCH_GROUPS=%s: the split made no more dispatches than the default run:\n%v\n%v", groups, calls.Evidence, defaultCalls)
+		}
+		loads := strings.Join(reportCheck(&vr, "runtime-loads").Evidence, "\n")
+		if !strings.Contains(loads, "validation: --validate turns on Metal's API and shader validation, a Metal feature") ||
+			!strings.Contains(loads, "time_source=emu") {
+			t.Errorf("runtime-loads evidence:\n%s", loads)
+		}
 	}
 
 	// Deleting an output reruns the step that made it, and only what follows.

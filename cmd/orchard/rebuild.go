@@ -19,12 +19,14 @@ import (
 type RebuildOptions struct {
 	F *Factory
 	ReportOptions
-	Force   bool
-	NoWait  bool
-	Fix     bool
-	Race    bool
-	Seed    uint64
-	Timeout time.Duration
+	Force  bool
+	NoWait bool
+	Fix    bool
+	Race   bool
+	// Validate runs the runner with Metal API and shader validation on.
+	Validate bool
+	Seed     uint64
+	Timeout  time.Duration
 	// RunnerTimeout bounds each runner call (a smoke case, runner info).
 	RunnerTimeout time.Duration
 	seedSet       bool
@@ -93,6 +95,7 @@ that case, with its exit status or signal and the end of its stderr.`,
 	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once (exit 3) if another run is using the build dir")
 	fl.BoolVar(&opts.Fix, "fix", false, "install missing tools first (the commands 'orchard doctor --fix' prints)")
 	fl.BoolVar(&opts.Race, "race", false, "also build the ThreadSanitizer runner and run a few cases under it (emu)")
+	fl.BoolVar(&opts.Validate, "validate", false, validateUsage)
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed `N` for the smoke inputs (default: a fresh one, printed in the report)")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
 	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each build tool call (cmake, the compiler) as `DURATION`")
@@ -123,6 +126,7 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 		return f.preflightFailed("rebuild", opts.ReportOptions, err)
 	}
 	t.build.Race = opts.Race
+	t.build.Validate = opts.Validate
 	t.build.RunnerTimeout = opts.RunnerTimeout
 	return runPipeline(ctx, f, rebuildPipeline(t.build), pipelineRun{
 		command: "rebuild", backend: t.backend, dir: t.dir,

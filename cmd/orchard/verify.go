@@ -15,9 +15,11 @@ import (
 type VerifyOptions struct {
 	F *Factory
 	ReportOptions
-	NoWait  bool
-	Seed    uint64
-	Timeout time.Duration
+	NoWait bool
+	// Validate runs the runner with Metal API and shader validation on.
+	Validate bool
+	Seed     uint64
+	Timeout  time.Duration
 	// RunnerTimeout bounds each runner call (a smoke case, runner info).
 	RunnerTimeout time.Duration
 	seedSet       bool
@@ -54,6 +56,7 @@ yet, it says so (exit 3): run 'orchard rebuild' first, with the same
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.NoWait, "no-wait", false, "fail at once (exit 3) if another run is using the build dir")
+	fl.BoolVar(&opts.Validate, "validate", false, validateUsage)
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed `N` for the smoke inputs (default: a fresh one, printed in the report)")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", steps.DefaultRunnerTimeout, "time limit for each runner call (one smoke case, runner info) as `DURATION`; the emu watchdog is a quarter of it")
@@ -71,6 +74,7 @@ func runVerify(ctx context.Context, opts *VerifyOptions) error {
 	}
 	b, backend, dir := t.build, t.backend, t.dir
 	b.RunnerTimeout = opts.RunnerTimeout
+	b.Validate = opts.Validate
 	shaders := &steps.ShadersStep{B: b}
 	kernel := &steps.KernelStep{B: b, Shaders: shaders}
 	err = steps.LoadOutput(dir, "shaders", &shaders.Out)

@@ -5,7 +5,10 @@
 // Other knobs: ORCHARD_EMU_WORKERS (fibers workers when opts.workers is 0),
 // ORCHARD_EMU_STACK_KB (per emulated thread, default 256),
 // ORCHARD_EMU_WATCHDOG_SECONDS (default 20).
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -16,6 +19,7 @@
 
 #include "../emu/launcher.h"
 #include "backend.h"
+#include "device_pick.h"
 
 namespace orchard {
 namespace {
@@ -53,6 +57,11 @@ class EmuBackend final : public Backend {
     auto problems = orchard_emu::registry_problems();
     if (!problems.empty()) throw std::runtime_error("emu: " + problems.front());
     launcher_ = std::make_unique<orchard_emu::Launcher>(lo);
+    if (!opts.device.empty()) {  // --device: the one emulated device must match, as on Metal
+      std::string error;
+      if (pick_device({DeviceCandidate{device(), 7, false}}, opts.device, &error) < 0)
+        throw std::runtime_error("emu: --device: " + error);
+    }
   }
 
   std::string name() const override { return "emu"; }
@@ -63,7 +72,29 @@ class EmuBackend final : public Backend {
     return "cpu (fibers, " + std::to_string(w) + (w == 1 ? " worker)" : " workers)");
   }
 
+  // The emulation's values: Apple7's limits (enforced), the host's memory.
+  DeviceInfo device_info() const override {
+    DeviceInfo d;
+    d.name = device();
+    d.gpu_family = "emu";
+    Limits l = limits();
+    d.max_threadgroup_memory = l.max_threadgroup_memory;
+    d.max_threads_per_threadgroup = l.max_threads_per_threadgroup;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    d.recommended_working_set = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+    d.unified_memory = true;  // one memory: the host's
+    d.devices = {d.name};
+    return d;
+  }
+
+  TimeSource time_source() const override { return TimeSource::kEmu; }
+
   Limits limits() const override { return Limits{1024, 32768, 32}; }
+
+  void prepare(const std::vector<std::string>& kernels) override {
+    for (const std::string& k : kernels)
+      if (!orchard_emu::find_kernel(k)) throw std::runtime_error("emu: no kernel named '" + k + "' (" + available() + ")");
+  }
 
   std::vector<std::string> kernels() const override {
     std::vector<std::string> out;
@@ -85,7 +116,7 @@ class EmuBackend final : public Backend {
     return b;
   }
 
-  void dispatch(const std::string& kernel, Dim3 groups, Dim3 tpg, const std::vector<Arg>& args) override {
+  double dispatch(const std::string& kernel, Dim3 groups, Dim3 tpg, const std::vector<Arg>& args) override {
     const orchard_emu::KernelEntry* k = orchard_emu::find_kernel(kernel);
     if (!k) throw std::runtime_error("emu: no kernel named '" + kernel + "' (" + available() + ")");
     const std::string who = "kernel '" + kernel + "'";
@@ -121,7 +152,9 @@ class EmuBackend final : public Backend {
         throw std::runtime_error(who + ": [[buffer(" + std::to_string(p.index) + ")]] '" + p.name + "' (" + p.type +
                                  ") is not bound");
     }
+    const auto t0 = std::chrono::steady_clock::now();  // the emulation's own time
     launcher_->dispatch(*k, g3, t3, l);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
  private:

@@ -1,13 +1,20 @@
 // metal_backend.mm — orchard::Backend on a real Metal device (Objective-C++, ARC).
 //
-// Build with -fobjc-arc and link -framework Metal -framework Foundation. This
-// file cannot be compiled on Linux; it is kept thin: load the .metallib, one
-// pipeline per kernel (cached), shared-storage buffers the host reads
-// directly, params via setBytes, one command buffer per dispatch, checked.
+// Build with -fobjc-arc and link -framework Metal -framework Foundation
+// -framework CoreGraphics (Apple: command-line tools need CoreGraphics for a
+// default device). This file cannot be compiled on Linux; it is kept thin:
+// choose the device (device_pick.h over MTLCopyAllDevices), load the
+// .metallib, one pipeline per kernel (made by prepare() before anything is
+// timed), shared-storage buffers the host reads directly, params via
+// setBytes, one command buffer per dispatch (from a descriptor asking for
+// encoder execution status), checked and timed with GPUStartTime/GPUEndTime.
 // Errors are collected as strings inside @autoreleasepool blocks and thrown
 // after the pool has drained (C++ exceptions must not unwind through a pool).
+// docs/runtime.md lists what here only a Mac can prove.
 #import <Foundation/Foundation.h>
 #import <Metal/Metal.h>
+
+#include <cstdlib>
 
 #include <algorithm>
 #include <map>
@@ -17,6 +24,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "device_pick.h"
 
 namespace orchard {
 namespace {
@@ -39,6 +47,59 @@ const char* status_name(MTLCommandBufferStatus s) {
   return "unknown";
 }
 
+// MTLGPUFamilyMetal3/4 by value: older SDKs lack the constants (as ggml does).
+constexpr MTLGPUFamily kFamilyMetal3 = MTLGPUFamily(5001);
+constexpr MTLGPUFamily kFamilyMetal4 = MTLGPUFamily(5002);
+
+// Highest MTLGPUFamilyAppleN (Apple1 = 1001) the device supports, 0 for none.
+int apple_family(id<MTLDevice> dev) {
+  for (int n = 12; n >= 1; --n) {
+    if ([dev supportsFamily:MTLGPUFamily(1000 + n)]) return n;
+  }
+  return 0;
+}
+
+DeviceCandidate candidate(id<MTLDevice> dev) {
+  DeviceCandidate c;
+  c.name = str(dev.name);
+  c.apple_family = apple_family(dev);
+  c.paravirtual = is_paravirtual_name(c.name);
+  return c;
+}
+
+// The macOS GPU watchdog's kill (kIOGPUCommandBufferCallbackErrorImpactingInteractivity)
+// or a timeout: the message says so, and how to split further.
+bool watchdog_error(NSError* err) {
+  if (err == nil) return false;
+  NSString* d = err.localizedDescription;
+  if ([d rangeOfString:@"Impacting Interactivity" options:NSCaseInsensitiveSearch].location != NSNotFound ||
+      [d rangeOfString:@"ImpactingInteractivity" options:NSCaseInsensitiveSearch].location != NSNotFound) {
+    return true;
+  }
+  return [err.domain isEqualToString:MTLCommandBufferErrorDomain] &&
+         err.code == MTLCommandBufferErrorTimeout;
+}
+
+// The encoder that faulted, from MTLCommandBufferEncoderInfoErrorKey (errorOptions
+// = EncoderExecutionStatus): "; encoder <label>: faulted".
+std::string encoder_status(NSError* err) {
+  if (err == nil) return "";
+  NSArray* infos = err.userInfo[MTLCommandBufferEncoderInfoErrorKey];
+  std::string out;
+  for (id<MTLCommandBufferEncoderInfo> info in infos) {
+    const char* st = "unknown";
+    switch (info.errorState) {
+      case MTLCommandEncoderErrorStateUnknown: st = "unknown"; break;
+      case MTLCommandEncoderErrorStateCompleted: st = "completed"; break;
+      case MTLCommandEncoderErrorStateAffected: st = "affected"; break;
+      case MTLCommandEncoderErrorStatePending: st = "pending"; break;
+      case MTLCommandEncoderErrorStateFaulted: st = "faulted"; break;
+    }
+    out += "; encoder " + str(info.label) + ": " + st;
+  }
+  return out;
+}
+
 // Owns the Metal buffer behind an orchard::Buffer (ARC releases it with this struct).
 struct MetalBuffer {
   id<MTLBuffer> buffer;
@@ -56,7 +117,20 @@ class MetalBackend final : public Backend {
 
   std::string name() const override { return "metal"; }
   std::string device() const override { return device_name_; }
+  DeviceInfo device_info() const override { return info_; }
+  TimeSource time_source() const override { return TimeSource::kGpu; }
   Limits limits() const override { return limits_; }
+
+  void prepare(const std::vector<std::string>& kernels) override {
+    if (!info_.problem.empty()) throw std::runtime_error(info_.problem);
+    std::string error;
+    @autoreleasepool {
+      for (const std::string& k : kernels) {
+        if (pipeline(k, &error) == nil) break;
+      }
+    }
+    if (!error.empty()) throw std::runtime_error(error);
+  }
 
   std::vector<std::string> kernels() const override {
     std::vector<std::string> out;
@@ -90,34 +164,61 @@ class MetalBackend final : public Backend {
     return b;
   }
 
-  void dispatch(const std::string& kernel, Dim3 groups, Dim3 threads,
-                const std::vector<Arg>& args) override {
+  double dispatch(const std::string& kernel, Dim3 groups, Dim3 threads,
+                  const std::vector<Arg>& args) override {
     std::string error;
+    double gpu_seconds = 0;
     @autoreleasepool {
-      error = run(kernel, groups, threads, args);
+      error = run(kernel, groups, threads, args, &gpu_seconds);
     }
     if (!error.empty()) throw std::runtime_error(error);
+    return gpu_seconds;
   }
 
  private:
-  // Opens the device and library; returns an error message or "".
-  std::string open(const BackendOptions& opts) {
-    device_ = MTLCreateSystemDefaultDevice();
+  // Chooses the device: --device, else $ORCHARD_METAL_DEVICE, else the first
+  // non-paravirtual Apple7+ device MTLCopyAllDevices() lists, else the
+  // default device. Returns an error message or "".
+  std::string choose_device(const BackendOptions& opts) {
+    std::string want = opts.device;
+    const char* env = std::getenv("ORCHARD_METAL_DEVICE");
+    if (want.empty() && env != nullptr) want = env;
+    NSArray<id<MTLDevice>>* all = MTLCopyAllDevices();  // NS_RETURNS_RETAINED: ARC owns it
+    std::vector<DeviceCandidate> cands;
+    for (id<MTLDevice> d in all) {
+      cands.push_back(candidate(d));
+      info_.devices.push_back(cands.back().name);
+    }
+    std::string error;
+    int i = pick_device(cands, want, &error);
+    if (!error.empty()) return "Metal device (--device or ORCHARD_METAL_DEVICE): " + error;
+    device_ = i >= 0 ? all[NSUInteger(i)] : MTLCreateSystemDefaultDevice();
     if (device_ == nil) {
-      return "no Metal device (MTLCreateSystemDefaultDevice returned nil); run on an "
-             "Apple-silicon Mac, or use the emu runner";
+      return "no Metal device (MTLCopyAllDevices listed " + device_list(cands) +
+             " and MTLCreateSystemDefaultDevice returned nil); run on an Apple-silicon Mac, or "
+             "use the emu runner";
     }
+    return "";
+  }
+
+  // Opens the device and library; returns an error message or "". A device
+  // the kernels cannot use (paravirtual, older than Apple7) still opens, so
+  // `info` can report it; prepare() and dispatch refuse it with the reason.
+  std::string open(const BackendOptions& opts) {
+    if (std::string e = choose_device(opts); !e.empty()) return e;
     device_name_ = str(device_.name);
-    if ([device_.name containsString:@"Paravirtual"]) {
-      return "Metal device \"" + device_name_ +
-             "\" is a paravirtual GPU (e.g. a GitHub-hosted macOS runner) without simdgroup "
-             "matrix support; run the Metal stages on an Apple-silicon Mac, or use the emu runner";
-    }
-    if (![device_ supportsFamily:MTLGPUFamilyApple7]) {
-      return "Metal device \"" + device_name_ +
-             "\" does not support MTLGPUFamilyApple7 (simdgroup_matrix); the kernels need an "
-             "M1/A14 GPU or newer";
-    }
+    DeviceCandidate c = candidate(device_);
+    info_.name = device_name_;
+    info_.gpu_family = c.apple_family > 0 ? "apple" + std::to_string(c.apple_family) : "";
+    info_.metal_family = [device_ supportsFamily:kFamilyMetal4]   ? "metal4"
+                         : [device_ supportsFamily:kFamilyMetal3] ? "metal3"
+                                                                  : "";
+    info_.max_threadgroup_memory = uint64_t(device_.maxThreadgroupMemoryLength);
+    info_.max_threads_per_threadgroup = uint64_t(device_.maxThreadsPerThreadgroup.width);
+    info_.recommended_working_set = uint64_t(device_.recommendedMaxWorkingSetSize);
+    info_.unified_memory = device_.hasUnifiedMemory;
+    info_.paravirtual = c.paravirtual;
+    info_.problem = device_problem(c);
     // Default: orchard.metallib next to the runner executable (where CMake builds it).
     NSString* path = nil;
     if (!opts.library.empty()) {
@@ -169,7 +270,9 @@ class MetalBackend final : public Backend {
     return pso;
   }
 
-  std::string run(const std::string& kernel, Dim3 g, Dim3 t, const std::vector<Arg>& args) {
+  std::string run(const std::string& kernel, Dim3 g, Dim3 t, const std::vector<Arg>& args,
+                  double* gpu_seconds) {
+    if (!info_.problem.empty()) return info_.problem;
     std::string error;
     id<MTLComputePipelineState> pso = pipeline(kernel, &error);
     if (pso == nil) return error;
@@ -190,10 +293,15 @@ class MetalBackend final : public Backend {
     }
     if (g.x == 0 || g.y == 0 || g.z == 0) return "kernel " + kernel + ": empty grid";
 
-    id<MTLCommandBuffer> cb = [queue_ commandBuffer];
+    // Encoder execution status in the error (macOS 11+): which encoder faulted.
+    MTLCommandBufferDescriptor* desc = [[MTLCommandBufferDescriptor alloc] init];
+    desc.errorOptions = MTLCommandBufferErrorOptionEncoderExecutionStatus;
+    id<MTLCommandBuffer> cb = [queue_ commandBufferWithDescriptor:desc];
     if (cb == nil) return "kernel " + kernel + ": cannot create a command buffer";
+    cb.label = [NSString stringWithUTF8String:kernel.c_str()];
     id<MTLComputeCommandEncoder> enc = [cb computeCommandEncoder];
     if (enc == nil) return "kernel " + kernel + ": cannot create a compute encoder";
+    enc.label = cb.label;
     [enc setComputePipelineState:pso];
     for (const Arg& a : args) {
       if (a.kind == Arg::kBuffer) {
@@ -219,9 +327,21 @@ class MetalBackend final : public Backend {
     [cb commit];
     [cb waitUntilCompleted];
     if (cb.status != MTLCommandBufferStatusCompleted) {
-      return "kernel " + kernel + " failed: command buffer status " + status_name(cb.status) +
-             " (" + std::to_string(int(cb.status)) + "): " + describe(cb.error);
+      std::string msg = "kernel " + kernel + " failed: command buffer status " +
+                        status_name(cb.status) + " (" + std::to_string(int(cb.status)) + "): " +
+                        describe(cb.error) + encoder_status(cb.error);
+      if (watchdog_error(cb.error)) {
+        const uint64_t n = uint64_t(g.x) * g.y * g.z;
+        msg = "kernel " + kernel + " was stopped by the macOS GPU watchdog (it held the GPU too "
+              "long for a Mac with a display; " + std::to_string(n) + " threadgroups in this "
+              "dispatch): " + describe(cb.error) + encoder_status(cb.error) +
+              "; split it further with ORCHARD_DISPATCH_GROUPS=" +
+              std::to_string(std::max<uint64_t>(1, n / 4)) + " (threadgroups per dispatch)";
+      }
+      return msg;
     }
+    // Host time in seconds of the whole command buffer: one dispatch here.
+    *gpu_seconds = cb.GPUEndTime - cb.GPUStartTime;
     return "";
   }
 
@@ -229,6 +349,7 @@ class MetalBackend final : public Backend {
   id<MTLLibrary> library_ = nil;
   id<MTLCommandQueue> queue_ = nil;
   std::string device_name_;
+  DeviceInfo info_;
   Limits limits_;
   std::map<std::string, id<MTLComputePipelineState>> pipelines_;
 };

@@ -327,7 +327,8 @@ std::string RunLog::head(const char* word, const std::string& lead) const {
 }
 
 void RunLog::call(bool bwd, const std::string& kernel, const std::vector<int64_t>& shape5,
-                  const char* dtype, bool causal, const char* storage, int64_t dur_us) {
+                  const char* dtype, bool causal, const char* storage, int64_t dur_us,
+                  int64_t gpu_us, const char* time_source, const std::string& part) {
   int64_t n = bwd ? ++bwd_calls_ : ++fwd_calls_;
   if (!calls_.is_open()) return;
   std::string call;
@@ -339,6 +340,9 @@ void RunLog::call(bool bwd, const std::string& kernel, const std::vector<int64_t
   append_field(l, "causal", causal ? "1" : "0");
   append_field(l, "storage", storage);
   append_field(l, "dur_us", std::to_string(dur_us));
+  append_field(l, "gpu_us", std::to_string(gpu_us));
+  append_field(l, "time_source", time_source);
+  append_field(l, "part", part);
   calls_.write_line(l);
 }
 

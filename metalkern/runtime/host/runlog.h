@@ -80,9 +80,11 @@ class RunLog {
   static bool any_enabled();
 
   // One FWD (bwd=false) or BWD line for one finished dispatch. call= counts
-  // this process's lines of that word from 1.
+  // this process's lines of that word from 1. dur_us is wall time, gpu_us the
+  // device time from time_source ("gpu" or "emu"); part is "i/n" of the pass.
   void call(bool bwd, const std::string& kernel, const std::vector<int64_t>& shape5,
-            const char* dtype, bool causal, const char* storage, int64_t dur_us);
+            const char* dtype, bool causal, const char* storage, int64_t dur_us,
+            int64_t gpu_us, const char* time_source, const std::string& part);
   // One ERROR line; op is "fwd", "bwd" or "" (none), kernel may be empty.
   // The message is cut to keep the line under 4 KiB.
   void error(const char* op, const std::string& kernel, const std::string& msg);

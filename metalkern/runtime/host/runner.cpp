@@ -42,11 +42,14 @@ const char kUsage[] =
     "       orchard-runner [common flags] run --q Q.npy --k K.npy --v V.npy [--do DO.npy]\n"
     "                                         [--causal] [--scale S] --out DIR\n"
     "common flags: --mode fibers|threads (emu), --workers N (emu), --run-id ID (tags log lines),\n"
-    "              --library PATH (metal; default: orchard.metallib next to the runner)\n"
+    "              --library PATH (metal; default: orchard.metallib next to the runner),\n"
+    "              --device NAME (a substring of the device name; metal also reads\n"
+    "              $ORCHARD_METAL_DEVICE)\n"
     "Writes DIR/o.npy, DIR/lse.npy (natural log, float32) and with --do dq.npy, dk.npy,\n"
     "dv.npy; prints one JSON line. Exit 0 ok, 1 kernel/runtime failure, 2 bad input.\n"
     "Logs: ORCHARD_DEBUG_FLASH_ATN=1 appends to $ORCHARD_KERNEL_LOG, ORCHARD_TENSOR_PROFILE=1\n"
-    "to $ORCHARD_TENSOR_PROFILE_LOG; run id from --run-id, else $ORCHARD_RUN_ID.\n";
+    "to $ORCHARD_TENSOR_PROFILE_LOG; run id from --run-id, else $ORCHARD_RUN_ID.\n"
+    "ORCHARD_DISPATCH_GROUPS=N caps the threadgroups of one dispatch (testing the split).\n";
 
 const char kSeeHelp[] = "; see orchard-runner --help";
 
@@ -61,7 +64,7 @@ Args parse_args(int argc, char** argv) {
   static const std::map<std::string, bool> kTakesValue = {
       {"--q", true},       {"--k", true},       {"--v", true},      {"--do", true},
       {"--causal", false}, {"--scale", true},   {"--out", true},    {"--mode", true},
-      {"--workers", true}, {"--library", true}, {"--run-id", true}};
+      {"--workers", true}, {"--library", true}, {"--run-id", true}, {"--device", true}};
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string f = argv[i];
@@ -118,6 +121,8 @@ BackendOptions backend_options(const Args& a) {
     o.workers = int(n);
   }
   o.library = flag(a, "--library");
+  o.device = flag(a, "--device");
+  if (a.flags.count("--device") && o.device.empty()) throw UsageError("--device needs a device name");
   return o;
 }
 
@@ -149,10 +154,25 @@ std::string json_list(const std::vector<std::string>& v) {
   return out + "]";
 }
 
+// The "device_info" member of info's JSON (docs/runtime.md).
+std::string device_json(const DeviceInfo& d) {
+  char nums[256];
+  std::snprintf(nums, sizeof nums,
+                "\"max_threadgroup_memory\":%llu,\"max_threads_per_threadgroup\":%llu,"
+                "\"recommended_working_set\":%llu,\"unified_memory\":%s,\"paravirtual\":%s",
+                (unsigned long long)d.max_threadgroup_memory,
+                (unsigned long long)d.max_threads_per_threadgroup,
+                (unsigned long long)d.recommended_working_set, d.unified_memory ? "true" : "false",
+                d.paravirtual ? "true" : "false");
+  return "\"device_info\":{\"name\":" + json_str(d.name) + ",\"gpu_family\":" +
+         json_str(d.gpu_family) + ",\"metal_family\":" + json_str(d.metal_family) + "," + nums +
+         ",\"problem\":" + json_str(d.problem) + ",\"devices\":" + json_list(d.devices) + "}";
+}
+
 int cmd_info(const Args& a) {
   for (const auto& kv : a.flags) {
     if (kv.first != "--mode" && kv.first != "--workers" && kv.first != "--library" &&
-        kv.first != "--run-id") {
+        kv.first != "--run-id" && kv.first != "--device") {
       throw UsageError("flag " + kv.first + " is not valid for info");
     }
   }
@@ -166,14 +186,16 @@ int cmd_info(const Args& a) {
     for (const std::string& h : have) found = found || h == k;
     if (!found) missing.push_back(k);
   }
+  const DeviceInfo d = be->device_info();
   std::printf(
       "{\"backend\":%s,\"device\":%s,\"limits\":{\"max_threads_per_threadgroup\":%u,"
       "\"max_threadgroup_memory\":%u,\"simd_width\":%u},\"kernels\":%s,\"host_kernels\":%s,"
       "\"missing_kernels\":%s,"
-      "\"head_dim\":{\"min\":1,\"max\":%d}}\n",
+      "\"head_dim\":{\"min\":1,\"max\":%d},%s,\"time_source\":%s}\n",
       json_str(be->name()).c_str(), json_str(be->device()).c_str(),
       lim.max_threads_per_threadgroup, lim.max_threadgroup_memory, lim.simd_width,
-      json_list(have).c_str(), json_list(host).c_str(), json_list(missing).c_str(), kMaxHeadDim);
+      json_list(have).c_str(), json_list(host).c_str(), json_list(missing).c_str(), kMaxHeadDim,
+      device_json(d).c_str(), json_str(time_source_name(be->time_source())).c_str());
   return 0;
 }
 
@@ -265,8 +287,10 @@ class Session {
     return b;
   }
 
-  // Poisons the outputs with NaN, checks limits, dispatches, records name and time,
-  // and logs the dispatch.
+  // Poisons the outputs with NaN, checks limits, then runs the pass as one or
+  // more dispatches (split_grid: at most max_groups_per_dispatch threadgroups
+  // each, the part's origin in the params), recording name and times and
+  // logging each dispatch.
   void dispatch(Pass pass, const Tile& t, std::vector<Arg> args,
                 const std::vector<std::pair<const Buffer*, DType>>& outs) {
     std::string name = kernel_name(pass, shape_.dtype, t);
@@ -283,39 +307,136 @@ class Session {
                                " threads, " + std::to_string(lim.max_threadgroup_memory) +
                                " bytes, simd width " + std::to_string(lim.simd_width));
     }
-    args.push_back(Arg::raw(int(args.size()), &prm_, sizeof prm_));
+    PassStats ps;
+    ps.pass = pass_name(pass);
+    ps.kernel = name;
+    ps.grid = grid_for(pass, t, shape_);
+    ps.max_groups = max_groups_per_dispatch(pass, t, shape_, group_cap_);
+    const std::vector<GridPart> parts = split_grid(ps.grid, ps.max_groups);
+    AttnParams prm = prm_;  // group_{x,y,z}0 set per part
+    args.push_back(Arg::raw(int(args.size()), &prm, sizeof prm));
     Dim3 threads;
     threads.x = kThreadsPerGroup;
-    auto t0 = std::chrono::steady_clock::now();
-    be_.dispatch(name, grid_for(pass, t, shape_), threads, args);
-    auto dt = std::chrono::steady_clock::now() - t0;
-    ms_ += std::chrono::duration<double, std::milli>(dt).count();
+    const bool bwd = pass != Pass::kFwd;
+    const std::string shape5 = shape_str({shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D});
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const GridPart& part = parts[i];
+      prm.group_x0 = int(part.origin.x);
+      prm.group_y0 = int(part.origin.y);
+      prm.group_z0 = int(part.origin.z);
+      const std::string of = std::to_string(i + 1) + "/" + std::to_string(parts.size());
+      auto t0 = std::chrono::steady_clock::now();
+      double device_s = 0;
+      try {
+        device_s = be_.dispatch(name, part.size, threads, args);
+      } catch (const std::exception& e) {
+        // The backend names the kernel; add the pass, the shape and the part.
+        throw std::runtime_error(std::string(e.what()) + " (pass " + ps.pass + ", shape " + shape5 +
+                                 " " + dtype_tag(shape_.dtype) + (shape_.causal ? " causal" : "") +
+                                 ", dispatch " + of + " of " + std::to_string(part.size.x) + "x" +
+                                 std::to_string(part.size.y) + "x" + std::to_string(part.size.z) +
+                                 " threadgroups)");
+      }
+      auto dt = std::chrono::steady_clock::now() - t0;
+      const double wall_ms = std::chrono::duration<double, std::milli>(dt).count();
+      ps.wall_ms += wall_ms;
+      ps.device_ms += device_s * 1e3;
+      ++ps.dispatches;
+      ++(bwd ? bwd_ : fwd_);
+      log_.call(bwd, name, {shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D},
+                dtype_tag(shape_.dtype), shape_.causal, kStorage,
+                std::chrono::duration_cast<std::chrono::microseconds>(dt).count(),
+                int64_t(std::llround(device_s * 1e6)), time_source_name(be_.time_source()), of);
+    }
+    ms_ += ps.wall_ms;
+    device_ms_ += ps.device_ms;
     kernels_.push_back(name);
-    bool bwd = pass != Pass::kFwd;
-    ++(bwd ? bwd_ : fwd_);
-    log_.call(bwd, name, {shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D},
-              dtype_tag(shape_.dtype), shape_.causal, kStorage,
-              std::chrono::duration_cast<std::chrono::microseconds>(dt).count());
+    passes_.push_back(ps);
     current_.clear();
   }
 
+  // Makes the kernels' pipelines (Backend::prepare) one by one, untimed; a
+  // failure leaves current_kernel() naming the kernel for the ERROR line.
+  void prepare(const std::vector<std::string>& kernels) {
+    for (const std::string& k : kernels) {
+      current_ = k;
+      be_.prepare({k});
+    }
+    current_.clear();
+  }
+
+  // At most cap threadgroups per dispatch (0: only the work bound).
+  void set_group_cap(uint64_t cap) { group_cap_ = cap; }
+
   double ms() const { return ms_; }
+  double device_ms() const { return device_ms_; }
   const std::vector<std::string>& kernels() const { return kernels_; }
   int fwd_dispatches() const { return fwd_; }
   int bwd_dispatches() const { return bwd_; }
   // The kernel of the dispatch under way ("" between dispatches).
   const std::string& current_kernel() const { return current_; }
 
+  // The "passes" member of run's JSON: one object per pass.
+  std::string passes_json() const {
+    std::string out = "[";
+    for (size_t i = 0; i < passes_.size(); ++i) {
+      const PassStats& p = passes_[i];
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    ",\"grid\":[%u,%u,%u],\"groups_per_dispatch\":%llu,\"dispatches\":%d,"
+                    "\"wall_ms\":%.3f,\"gpu_ms\":%.3f}",
+                    p.grid.x, p.grid.y, p.grid.z, (unsigned long long)p.max_groups, p.dispatches,
+                    p.wall_ms, p.device_ms);
+      out += std::string(i ? "," : "") + "{\"pass\":" + json_str(p.pass) +
+             ",\"kernel\":" + json_str(p.kernel) + buf;
+    }
+    return out + "]";
+  }
+
  private:
+  struct PassStats {
+    std::string pass, kernel;
+    Dim3 grid;
+    uint64_t max_groups = 0;
+    int dispatches = 0;
+    double wall_ms = 0, device_ms = 0;
+  };
+
+  static const char* pass_name(Pass p) {
+    switch (p) {
+      case Pass::kFwd: return "fwd";
+      case Pass::kBwdPre: return "bwd_pre";
+      case Pass::kBwdDq: return "bwd_dq";
+      case Pass::kBwdDkv: return "bwd_dkv";
+    }
+    return "";
+  }
+
   Backend& be_;
   RunLog& log_;
   AttnShape shape_;
   AttnParams prm_;
-  double ms_ = 0;
+  uint64_t group_cap_ = 0;
+  double ms_ = 0, device_ms_ = 0;
   int fwd_ = 0, bwd_ = 0;
   std::vector<std::string> kernels_;
+  std::vector<PassStats> passes_;
   std::string current_;
 };
+
+// ORCHARD_DISPATCH_GROUPS=N: at most N threadgroups per dispatch (testing the
+// split; unset or empty: only the work bound of select.h).
+uint64_t dispatch_group_cap() {
+  const char* v = std::getenv("ORCHARD_DISPATCH_GROUPS");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(v, &end, 10);
+  if (*end != '\0' || n < 1 || n > (1ull << 32) || v[0] == '-') {
+    throw UsageError(std::string("ORCHARD_DISPATCH_GROUPS=") + v +
+                     ": want a number of threadgroups per dispatch from 1 to 4294967296");
+  }
+  return n;
+}
 
 void save(const std::string& dir, const char* file, NpyType type, std::vector<int64_t> shape,
           const Buffer& b) {
@@ -373,6 +494,8 @@ int cmd_run(const Args& a) {
   prm.causal = shape.causal ? 1 : 0;
   prm.scale = float(scale);
   prm.scale_log2 = float(scale * 1.4426950408889634);
+  prm.group_x0 = prm.group_y0 = prm.group_z0 = 0;  // set per dispatch by Session
+  const uint64_t group_cap = dispatch_group_cap();
 
   std::string out = flag(a, "--out");
   std::error_code ec;
@@ -385,8 +508,12 @@ int cmd_run(const Args& a) {
   std::unique_ptr<Backend> be = make_backend(backend_options(a));
   RunLog log(be->name(), run_id);
   Session ses(*be, log, shape, prm);
+  ses.set_group_cap(group_cap);
   const char* op = "fwd";  // the pass under way, for an ERROR line
   try {
+    // Pipelines (Metal) are made before each half's first dispatch, untimed;
+    // a missing kernel fails in the half (op) that needs it.
+    ses.prepare({kernel_name(Pass::kFwd, shape.dtype, sel.bucket.fwd)});
     const std::vector<int64_t> oshape = {q.B, q.H, q.N, q.D};
     const std::vector<int64_t> kshape = {k.B, k.H, k.N, k.D};
     const std::vector<int64_t> rshape = {q.B, q.H, q.N};  // row statistics: LSE, Delta
@@ -404,6 +531,9 @@ int cmd_run(const Args& a) {
 
     if (bwd) {
       op = "bwd";
+      ses.prepare({kernel_name(Pass::kBwdPre, shape.dtype, Tile{}),
+                   kernel_name(Pass::kBwdDq, shape.dtype, sel.bucket.dq),
+                   kernel_name(Pass::kBwdDkv, shape.dtype, sel.bucket.dkv)});
       Buffer bdo = ses.upload(dout, "do");
       Buffer bdelta = ses.alloc("delta", rshape, DType::kF32);
       Buffer bdq = ses.alloc("dq", oshape, shape.dtype);
@@ -434,9 +564,12 @@ int cmd_run(const Args& a) {
     throw;
   }
 
-  std::printf("{\"dispatches\":{\"fwd\":%d,\"bwd\":%d},\"kernels\":%s,\"ms\":%.3f,\"select\":%s}\n",
-              ses.fwd_dispatches(), ses.bwd_dispatches(), json_list(ses.kernels()).c_str(),
-              ses.ms(), json_str(sel.reason).c_str());
+  std::printf(
+      "{\"dispatches\":{\"fwd\":%d,\"bwd\":%d},\"kernels\":%s,\"ms\":%.3f,\"gpu_ms\":%.3f,"
+      "\"time_source\":%s,\"passes\":%s,\"select\":%s}\n",
+      ses.fwd_dispatches(), ses.bwd_dispatches(), json_list(ses.kernels()).c_str(), ses.ms(),
+      ses.device_ms(), json_str(time_source_name(be->time_source())).c_str(),
+      ses.passes_json().c_str(), json_str(sel.reason).c_str());
   return 0;
 }
 

@@ -12,6 +12,7 @@
 // kernels' arithmetic so the host can check it before dispatch.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -164,6 +165,84 @@ inline Dim3 grid_for(Pass pass, const Tile& t, const AttnShape& s) {
       break;
   }
   return g;
+}
+
+// ---- splitting a pass across dispatches --------------------------------
+//
+// macOS kills a command buffer that holds the GPU too long on a Mac with a
+// display ("Impacting Interactivity"); one dispatch over a whole large grid
+// is enough. So the host splits each pass's grid into boxes of at most
+// max_groups_per_dispatch() threadgroups, one dispatch (one command buffer)
+// each, and passes each box's origin in AttnParams.group_{x,y,z}0.
+
+// Multiply-adds one dispatch may carry: 2^34 (about 17 G), some tens of
+// milliseconds on an M1 at a third of its peak, far inside any watchdog,
+// while a command buffer's fixed cost (tens of microseconds) stays <0.1%.
+constexpr uint64_t kMaxWorkPerDispatch = uint64_t(1) << 34;
+
+// Multiply-adds of one threadgroup of a pass, an upper bound (causal masking
+// skips about half): its owned rows times the streamed rows times bd, per
+// matrix product (fwd: S and PV; dQ: S, dP, dS K; dK/dV: S^T, dP^T, dV, dK).
+inline uint64_t work_per_group(Pass pass, const Tile& t, const AttnShape& s) {
+  switch (pass) {
+    case Pass::kFwd:
+      return 2ull * 32 * uint64_t(s.Nk) * uint64_t(t.bd);
+    case Pass::kBwdDq:
+      return 3ull * 32 * uint64_t(s.Nk) * uint64_t(t.bd);
+    case Pass::kBwdDkv:
+      return 4ull * 32 * uint64_t(s.Nq) * uint64_t(t.bd);
+    case Pass::kBwdPre:
+      return uint64_t(kPreRowsPerGroup) * uint64_t(s.D);
+  }
+  return 1;
+}
+
+// Threadgroups per dispatch: kMaxWorkPerDispatch / work_per_group (at least
+// 1), lowered to cap when cap > 0 (ORCHARD_DISPATCH_GROUPS, for testing).
+inline uint64_t max_groups_per_dispatch(Pass pass, const Tile& t, const AttnShape& s,
+                                        uint64_t cap) {
+  uint64_t w = work_per_group(pass, t, s);
+  uint64_t n = w == 0 ? kMaxWorkPerDispatch : kMaxWorkPerDispatch / w;
+  if (n < 1) n = 1;
+  if (cap > 0 && cap < n) n = cap;
+  return n;
+}
+
+// One dispatch's part of a grid: origin and size, in threadgroups.
+struct GridPart {
+  Dim3 origin{0, 0, 0};
+  Dim3 size;
+};
+
+// Splits grid into boxes of at most max_groups threadgroups, in z, y, x
+// order: whole z-slices when a slice fits, else rows of a slice, else runs
+// of a row. One part when the grid fits.
+inline std::vector<GridPart> split_grid(Dim3 g, uint64_t max_groups) {
+  if (max_groups < 1) max_groups = 1;
+  auto part = [](uint32_t x, uint32_t y, uint32_t z, uint32_t sx, uint32_t sy, uint32_t sz) {
+    GridPart p;
+    p.origin = Dim3{x, y, z};
+    p.size = Dim3{sx, sy, sz};
+    return p;
+  };
+  std::vector<GridPart> out;
+  const uint64_t plane = uint64_t(g.x) * g.y;
+  if (plane * g.z <= max_groups) {
+    out.push_back(part(0, 0, 0, g.x, g.y, g.z));
+  } else if (plane <= max_groups) {
+    const uint32_t nz = uint32_t(max_groups / plane);
+    for (uint32_t z = 0; z < g.z; z += nz) out.push_back(part(0, 0, z, g.x, g.y, std::min(nz, g.z - z)));
+  } else if (g.x <= max_groups) {
+    const uint32_t ny = uint32_t(max_groups / g.x);
+    for (uint32_t z = 0; z < g.z; ++z)
+      for (uint32_t y = 0; y < g.y; y += ny) out.push_back(part(0, y, z, g.x, std::min(ny, g.y - y), 1));
+  } else {
+    const uint32_t nx = uint32_t(max_groups);
+    for (uint32_t z = 0; z < g.z; ++z)
+      for (uint32_t y = 0; y < g.y; ++y)
+        for (uint32_t x = 0; x < g.x; x += nx) out.push_back(part(x, y, z, std::min(nx, g.x - x), 1, 1));
+  }
+  return out;
 }
 
 }  // namespace orchard

@@ -26,8 +26,8 @@ template <typename T>
                              uint3 tgid [[threadgroup_position_in_grid]],
                              uint sg [[simdgroup_index_in_threadgroup]],
                              uint lane [[thread_index_in_simdgroup]]) {
-  const int row = int(tgid.x) * kSimdgroups + int(sg);
-  const int bh = int(tgid.z) * p.H + int(tgid.y);
+  const int row = (int(tgid.x) + p.group_x0) * kSimdgroups + int(sg);  // + dispatch offset
+  const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
   if (row < p.Nq) {  // uniform per simdgroup
     const int base = (bh * p.Nq + row) * p.D;
     float acc = 0.0f;
@@ -66,8 +66,8 @@ template <typename T, int BQ, int BK, int BD>
   threadgroup float* s_strip = ss + int(sg) * kStrip * BK;
   threadgroup float* dp_strip = dps + int(sg) * kStrip * BK;
 
-  const int q0 = int(tgid.x) * BQ;
-  const int bh = int(tgid.z) * p.H + int(tgid.y);
+  const int q0 = (int(tgid.x) + p.group_x0) * BQ;  // grid position: dispatch offset added
+  const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
   const int qoff = bh * p.Nq * p.D;
   const device T* kb = k + bh * p.Nk * p.D;
   const device T* vb = v + bh * p.Nk * p.D;
@@ -138,8 +138,8 @@ template <typename T, int BQ, int BK, int BD>
   threadgroup float* st_strip = sts + int(sg) * kStrip * BQ;
   threadgroup float* dpt_strip = dpts + int(sg) * kStrip * BQ;
 
-  const int k0 = int(tgid.x) * BK;
-  const int bh = int(tgid.z) * p.H + int(tgid.y);
+  const int k0 = (int(tgid.x) + p.group_x0) * BK;  // grid position: dispatch offset added
+  const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
   const int koff = bh * p.Nk * p.D;
   const device T* qb = q + bh * p.Nq * p.D;
   const device T* dob = dout + bh * p.Nq * p.D;

@@ -38,8 +38,8 @@ template <typename T, int BQ, int BK, int BD>
   threadgroup float* strip = sp + int(sg) * kStrip * BK;  // this simdgroup's S rows
   threadgroup float* diag = diags + int(sg) * 64;
 
-  const int q0 = int(tgid.x) * BQ;
-  const int bh = int(tgid.z) * p.H + int(tgid.y);
+  const int q0 = (int(tgid.x) + p.group_x0) * BQ;  // grid position: dispatch offset added
+  const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
   const device T* qb = q + bh * p.Nq * p.D;
   const device T* kb = k + bh * p.Nk * p.D;
   const device T* vb = v + bh * p.Nk * p.D;

@@ -27,9 +27,13 @@ struct AttnParams {
                      ///< dQ and dK are multiplied by it.
   float scale_log2;  ///< scale * log2(e): scores are computed in the exp2 domain,
                      ///< s2 = (q . k) * scale_log2.
+  int group_x0;      ///< threadgroup offset of this dispatch in the pass's grid (x, y,
+  int group_y0;      ///< z): the host splits a large grid across several dispatches
+  int group_z0;      ///< (select.h split_grid); a kernel's grid position is
+                     ///< threadgroup_position_in_grid + (group_x0, group_y0, group_z0).
 };
 
-static_assert(sizeof(AttnParams) == 32, "8 four-byte fields, no padding: same layout in MSL and C++");
+static_assert(sizeof(AttnParams) == 44, "11 four-byte fields, no padding: same layout in MSL and C++");
 
 // LSE convention: the forward kernel writes L[b,h,i] = log(sum_j exp(scale * q_i.k_j)) over
 // the keys row i may see, in the NATURAL log base, float32. A row that sees no key
