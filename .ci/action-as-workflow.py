@@ -7,15 +7,18 @@ action's steps, and whose workflow_call inputs are the action's inputs, the
 steps get actionlint's full checks: expressions and contexts, `inputs.*`
 names, action inputs, and shellcheck on every `run:` script.
 
-Usage: action-as-workflow.py action.yml > workflow.yml (exit 1 with the
-reasons when the file is not a composite action actionlint can check).
+Usage: action-as-workflow.py action.yml [docs.md] > workflow.yml (exit 1 with
+the reasons when the file is not a composite action actionlint can check, or
+when the input table of docs.md's "## The action" section, rows
+"| `name` |", does not list exactly the action's inputs).
 """
+import re
 import sys
 
 import yaml
 
 
-def main(path):
+def main(path, docs=None):
     with open(path) as f:
         action = yaml.safe_load(f)
     errors = []
@@ -40,6 +43,16 @@ def main(path):
     for name, spec in (action.get("outputs") or {}).items():
         if "value" not in (spec or {}):
             errors.append(f"{path}: output '{name}' has no value (a composite action's outputs need one)")
+    if docs:
+        with open(docs) as f:
+            text = f.read()
+        # The input table is the first table of the "## The action" section.
+        section = text.split("\n## The action", 1)[-1].split("\n## ", 1)[0]
+        rows = set(re.findall(r"^\| `([a-z][a-z0-9-]*)` \|", section, re.M))
+        for name in sorted(set(inputs) - rows):
+            errors.append(f"{docs}: the input table lacks '{name}' (an input of {path})")
+        for name in sorted(rows - set(inputs)):
+            errors.append(f"{docs}: the input table lists '{name}', which {path} does not have")
     if errors:
         sys.exit("\n".join(errors))
 
@@ -61,6 +74,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: action-as-workflow.py action.yml")
-    main(sys.argv[1])
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: action-as-workflow.py action.yml [docs.md]")
+    main(*sys.argv[1:])
