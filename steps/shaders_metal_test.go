@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/orchardkit/orchard/checks"
@@ -47,7 +48,9 @@ func metalShaders(t *testing.T) (*ShadersStep, *Context, string, []string) {
 	b := &Build{Source: metalkern.Embedded(), Toolchain: &ToolchainStep{Out: ToolchainInfo{CXXPath: cxx,
 		MetalPath: "/Applications/Xcode.app/Contents/Developer/Toolchains/XcodeDefault.xctoolchain/usr/bin/metal"}},
 		RerunFlags: []string{"--backend emu"}}
-	sc := &Context{BuildDir: t.TempDir(), Backend: BackendEmu, Log: &strings.Builder{}}
+	// The step log is written from the two parallel emu compiles, as the
+	// engine's log file is.
+	sc := &Context{BuildDir: t.TempDir(), Backend: BackendEmu, Log: &lockedLog{}}
 	root, err := b.materialize(sc.BuildDir)
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +60,18 @@ func metalShaders(t *testing.T) (*ShadersStep, *Context, string, []string) {
 		t.Fatalf("kernel files %v: %v", files, err)
 	}
 	return &ShadersStep{B: b}, sc, root, files
+}
+
+// lockedLog is a step log safe for concurrent writes.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
 
 func readLines(t *testing.T, p string) []string {
