@@ -66,7 +66,7 @@ func TestProbeHintsDocumented(t *testing.T) {
 		f.replies["system_profiler SPDisplaysDataType -json"] = fakeReply{out: readFixture(t, "sp-displays-intel.json")}
 		f.replies["c++ --version"] = fakeReply{out: readFixture(t, "apple-clang-16.txt")}
 		f.replies["<compile>"] = fakeReply{errOut: "probe.cpp:4:10: fatal error: 'source_location' file not found\n", exit: 1}
-		f.replies["xcodebuild -version"] = fakeReply{out: "Xcode 13.4.1\nBuild version 13F100\n"}
+		f.replies["xcodebuild -version"] = fakeReply{out: "Xcode 14.3.1\nBuild version 14E300\n"}
 		delete(f.tools, "xcrun")
 		delete(f.tools, "cmake")
 	})

@@ -256,3 +256,25 @@ func TestProbeMacOnLinuxSkips(t *testing.T) {
 		}
 	}
 }
+
+// Xcode 15 is the floor: -std=metal3.0 and C++20 <source_location>.
+func TestProbeMacXcodeFloor(t *testing.T) {
+	for _, tc := range []struct {
+		out  string
+		pass bool
+	}{
+		{"Xcode 14.3.1\nBuild version 14E300\n", false},
+		{"Xcode 15.0\nBuild version 15A240d\n", true},
+		{"Xcode 15.0 beta 4\nBuild version 15A5195m\n", true},
+	} {
+		p, f := newFakeMac(t)
+		f.replies["xcodebuild -version"] = fakeReply{out: tc.out}
+		r := p.Xcode(context.Background())
+		if got := r.Check.Status == checks.Pass; got != tc.pass {
+			t.Errorf("%s: %s %q", firstLine(tc.out), r.Check.Status, r.Reason)
+		}
+		if !tc.pass && r.Reason != "Xcode 14.3.1 is older than 15.0" {
+			t.Errorf("reason %q", r.Reason)
+		}
+	}
+}

@@ -15,8 +15,9 @@ const (
 	// MinCMake is the oldest CMake orchard supports (keep it equal to
 	// metalkern's cmake_minimum_required).
 	MinCMake = "3.20"
-	// MinXcode: Xcode 14 ships Metal 3 / MSL 3.0.
-	MinXcode = "14.0"
+	// MinXcode: the kernels are compiled with -std=metal3.0 and the host
+	// with C++20 <source_location>; Apple clang has both from Xcode 15.
+	MinXcode = "15.0"
 	// MinTorch: PyTorch 2.1 (optional comparison only).
 	MinTorch = "2.1"
 )

@@ -65,6 +65,9 @@ func (s *ShadersStep) Key(sc *Context) (KeyInputs, error) {
 		Env:     []string{"CXX", "CXXFLAGS"},
 		Tools:   s.B.Toolchain.Out.Tools(),
 	}
+	if s.metal() {
+		k.Config["metal_flags"] = strings.Join(MetalFlags, " ")
+	}
 	files, err := s.B.Source.KernelFiles()
 	if err != nil {
 		return k, err
@@ -203,32 +206,60 @@ func (s *ShadersStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	return res, nil
 }
 
-// compileMetal runs the Metal compiler per file and links a metallib.
+// The Metal compile's language version and deployment target: the defaults
+// of the runtime's CMakeLists.txt (ORCHARD_METAL_STD, ORCHARD_MACOS_MIN),
+// which a test holds equal. Without -mmacosx-version-min the target is the
+// SDK's, and the library fails to load on an older macOS.
+const (
+	MetalStd      = "metal3.0"
+	MetalMacOSMin = "13.0"
+)
+
+// MetalFlags are the flags of every `xcrun metal` compile, as in the
+// runtime's CMakeLists.txt. -fno-fast-math: Metal's default fast math leaves
+// INFINITY and NaN undefined (the forward pass writes -INFINITY for an
+// empty row's log-sum-exp); the kernels ask for fast:: where they want it
+// (fast::exp2 in the softmax), as MLX and PyTorch do.
+var MetalFlags = []string{"-std=" + MetalStd, "-mmacosx-version-min=" + MetalMacOSMin, "-fno-fast-math", "-O3", "-Wall"}
+
+// metalCompileArgs is the command compiling one .metal file to AIR.
+func metalCompileArgs(root, src, air string) []string {
+	args := append([]string{"xcrun", "-sdk", "macosx", "metal"}, MetalFlags...)
+	return append(args, "-I", filepath.Join(root, "include"), "-I", filepath.Join(root, "kernels"), "-c", src, "-o", air)
+}
+
+// compileMetal runs the Metal compiler on every file (so one run reports
+// every file's errors, each at its file:line:col) and links a metallib.
 func (s *ShadersStep) compileMetal(ctx context.Context, sc *Context, root string, files []string) (string, *checks.Check, error) {
 	dir := filepath.Join(sc.BuildDir, "metal")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, err
 	}
+	where := func(f string) string { return s.B.SourcePath(sc.BuildDir, f) }
 	var airs []string
+	var failed []checks.Check
 	for _, f := range files {
 		sc.Progress("metal " + f)
 		air := filepath.Join(dir, strings.TrimSuffix(path.Base(f), ".metal")+".air")
 		var b strings.Builder
-		// The flags of the runtime's CMakeLists.txt (ORCHARD_METAL_STD,
-		// ORCHARD_MACOS_MIN, ORCHARD_METAL_FLAGS), plus -Wall.
-		args := []string{"xcrun", "-sdk", "macosx", "metal", "-std=metal3.0", "-mmacosx-version-min=13.0", "-O3", "-Wall",
-			"-I", filepath.Join(root, "include"), "-I", filepath.Join(root, "kernels"),
-			"-c", filepath.Join(root, filepath.FromSlash(f)), "-o", air}
+		args := metalCompileArgs(root, filepath.Join(root, filepath.FromSlash(f)), air)
 		if err := sc.Exec(ctx, Cmd{Args: args, OnLine: func(l string) { b.WriteString(l + "\n") }}); err != nil {
 			var ee *ExecError
 			if !errors.As(err, &ee) {
 				return "", nil, err
 			}
-			c := diagnosticsCheck("shaders", s.Title(), b.String(), []string{err.Error()}, "fix the error at the .metal line above (the Metal compiler is stricter than emu)",
-				func(f string) string { return s.B.SourcePath(sc.BuildDir, f) })
-			return "", &c, nil
+			hint := "fix the error at the .metal line above (the Metal compiler is stricter than emu), then rerun '" + s.B.Rerun("rebuild") + "'"
+			if missingMetalToolchain(b.String()) {
+				hint = "xcodebuild -downloadComponent MetalToolchain"
+			}
+			failed = append(failed, diagnosticsCheck("shaders", s.Title(), b.String(), append([]string{err.Error()}, ee.Tail...), hint, where))
+			continue
 		}
 		airs = append(airs, air)
+	}
+	if len(failed) > 0 {
+		c := mergeChecks(failed)[0]
+		return "", &c, nil
 	}
 	lib := filepath.Join(dir, "orchard.metallib")
 	args := append([]string{"xcrun", "-sdk", "macosx", "metallib"}, airs...)
@@ -239,6 +270,9 @@ func (s *ShadersStep) compileMetal(ctx context.Context, sc *Context, root string
 			return "", nil, err
 		}
 		c := checks.Check{ID: "shaders", Title: s.Title(), Status: checks.Fail, Evidence: append([]string{err.Error()}, ee.Tail...)}
+		if missingMetalToolchain(strings.Join(ee.Tail, "\n")) {
+			c.Hint = "xcodebuild -downloadComponent MetalToolchain"
+		}
 		return "", &c, nil
 	}
 	return lib, nil, nil
