@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -208,7 +209,7 @@ func (p *Prober) GPU(ctx context.Context) ProbeResult {
 			if err == nil && info.Backend == BackendMetal && info.DeviceInfo.Name != "" {
 				return gpuFromRunner(r, info)
 			}
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrNoMetalRunner) {
 				r.Check.Evidence = append(r.Check.Evidence, "runner info unavailable ("+firstLine(err.Error())+"): asking system_profiler")
 			}
 		}

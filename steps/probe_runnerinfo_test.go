@@ -88,3 +88,17 @@ func TestProbeMacRunnerInfoUnavailableFallsBack(t *testing.T) {
 		t.Errorf("fallback: %s ran system_profiler %v\n%s", r.Check.Status, f.ran("system_profiler SPDisplaysDataType -json"), evidence(r))
 	}
 }
+
+// Before any Metal build the probe asks system_profiler and says nothing of
+// the runner; MetalRunnerInfo on an empty build dir is ErrNoMetalRunner.
+func TestProbeMacNoMetalRunnerYet(t *testing.T) {
+	p, f := newFakeMac(t)
+	p.RunnerInfo = MetalRunnerInfo(t.TempDir())
+	if _, err := p.RunnerInfo(context.Background()); !errors.Is(err, ErrNoMetalRunner) {
+		t.Fatalf("MetalRunnerInfo on an empty build dir: %v, want ErrNoMetalRunner", err)
+	}
+	r := p.GPU(context.Background())
+	if !f.ran("system_profiler SPDisplaysDataType -json") || strings.Contains(evidence(r), "runner info") {
+		t.Errorf("no runner yet: system_profiler asked %v, evidence:\n%s", f.ran("system_profiler SPDisplaysDataType -json"), evidence(r))
+	}
+}

@@ -117,7 +117,7 @@ func runAttn(ctx context.Context, opts *AttnOptions) error {
 // buildRunner builds the runtime if needed (cached steps, progress on
 // stderr) and returns its runner.
 func buildRunner(ctx context.Context, f *Factory) (metalkern.Runner, error) {
-	t, err := f.resolveTarget(ctx, steps.NewProber(f.IO.Getenv), 0, false)
+	t, err := f.resolveTarget(ctx, f.newProber(), 0, false)
 	if err != nil {
 		return metalkern.Runner{}, err
 	}

@@ -129,7 +129,7 @@ func runDoctor(ctx context.Context, opts *DoctorOptions) error {
 	f := opts.F
 	p := opts.Prober
 	if p == nil {
-		p = steps.NewProber(f.IO.Getenv)
+		p = f.newProber()
 	}
 	d := diagnose(ctx, f, p)
 	if err := ctx.Err(); err != nil {

@@ -108,7 +108,7 @@ that case, with its exit status or signal and the end of its stderr.`,
 
 func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 	f := opts.F
-	prober := steps.NewProber(f.IO.Getenv)
+	prober := f.newProber()
 	if opts.Fix {
 		if err := fixEnvironment(ctx, f, prober); err != nil {
 			var ee *exitError

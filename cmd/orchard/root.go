@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/orchardkit/orchard/metalkern"
+	"github.com/orchardkit/orchard/steps"
 	"github.com/spf13/cobra"
 )
 
@@ -62,6 +63,19 @@ func (f *Factory) runtimeSource() (metalkern.Source, error) {
 		return src, usageErrorf("--runtime: %v", err)
 	}
 	return src, nil
+}
+
+// newProber returns the environment prober; on a Mac it also asks the Metal
+// runner already built in the metal build dir (the --build-dir given, or the
+// default one) what Metal reports for the GPU.
+func (f *Factory) newProber() *steps.Prober {
+	p := steps.NewProber(f.IO.Getenv)
+	if p.GOOS == "darwin" {
+		if dir, err := f.resolveBuildDir(steps.BackendMetal); err == nil {
+			p.RunnerInfo = steps.MetalRunnerInfo(dir)
+		}
+	}
+	return p
 }
 
 // resolveBuildDir returns --build-dir, or <user cache dir>/orchard/<backend>

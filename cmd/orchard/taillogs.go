@@ -134,7 +134,7 @@ func tailLogsFiles(ctx context.Context, opts *TailLogsOptions) ([]string, error)
 	backend := opts.F.Global.Backend
 	if backend == steps.BackendAuto {
 		var err error
-		if backend, _, err = steps.ResolveBackend(ctx, backend, steps.NewProber(opts.F.IO.Getenv)); err != nil {
+		if backend, _, err = steps.ResolveBackend(ctx, backend, opts.F.newProber()); err != nil {
 			return nil, envErrorf("%v", err)
 		}
 	}

@@ -68,7 +68,7 @@ yet, it says so (exit 3): run 'orchard rebuild' first, with the same
 
 func runVerify(ctx context.Context, opts *VerifyOptions) error {
 	f := opts.F
-	t, err := f.resolveTarget(ctx, steps.NewProber(f.IO.Getenv), opts.Seed, opts.seedSet)
+	t, err := f.resolveTarget(ctx, f.newProber(), opts.Seed, opts.seedSet)
 	if err != nil {
 		return f.preflightFailed("verify", opts.ReportOptions, err)
 	}
