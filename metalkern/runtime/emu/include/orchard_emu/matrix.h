@@ -60,6 +60,9 @@ template <class T, int Cols, int Rows> simdgroup_matrix<T, Cols, Rows> make_fill
 template <class T, class U, class I = ulong>
 void simdgroup_load(simdgroup_matrix<T, 8, 8>& d, const U* src, ulong elements_per_row = 8,
                     vec<I, 2> matrix_origin = vec<I, 2>(0), bool transpose_matrix = false) {
+  static_assert(std::is_same_v<std::remove_cv_t<U>, T>,
+                "simdgroup_load: the pointer's element type differs from the matrix's; Metal has only "
+                "simdgroup_load(simdgroup_matrix<T>&, const T*): load from memory of the matrix's type");
   unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
   ulong r = ulong(matrix_origin.y) + ulong(detail::sg_row(l));
   ulong c = ulong(matrix_origin.x) + ulong(detail::sg_col(l));
@@ -73,6 +76,9 @@ void simdgroup_load(simdgroup_matrix<T, 8, 8>& d, const U* src, ulong elements_p
 template <class T, class U, class I = ulong>
 void simdgroup_store(const simdgroup_matrix<T, 8, 8>& m, U* dst, ulong elements_per_row = 8,
                      vec<I, 2> matrix_origin = vec<I, 2>(0), bool transpose_matrix = false) {
+  static_assert(std::is_same_v<U, T>,
+                "simdgroup_store: the pointer's element type differs from the matrix's; Metal has only "
+                "simdgroup_store(simdgroup_matrix<T>, T*): store to memory of the matrix's type");
   unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
   ulong r = ulong(matrix_origin.y) + ulong(detail::sg_row(l));
   ulong c = ulong(matrix_origin.x) + ulong(detail::sg_col(l));
@@ -86,6 +92,19 @@ void simdgroup_store(const simdgroup_matrix<T, 8, 8>& m, U* dst, ulong elements_
 }
 
 namespace detail {
+// The element mixes Metal's simdgroup_multiply(_accumulate) offers: all
+// float, all half, or half A and B with float C and D (as MLX's steel
+// kernels use). bfloat is not emulated.
+template <class D, class A, class B, class C> constexpr bool mma_mix_ok() {
+  if (!std::is_same_v<D, C> || !std::is_same_v<A, B>) return false;
+  if (std::is_same_v<A, D>) return std::is_same_v<D, float> || std::is_same_v<D, half>;
+  return std::is_same_v<A, half> && std::is_same_v<D, float>;
+}
+#define ORCHARD_MMA_MIX_ASSERT(op)                                                                   \
+  static_assert(detail::mma_mix_ok<D, A, B, C>(),                                                  \
+                op ": Metal offers this only for all-float, all-half, or half A and B with float C " \
+                   "and D matrices (the destination's type is the accumulator's)")
+
 // d = a * b (+ c): one exchange of every lane's six elements; the last lane
 // to arrive computes the whole 8x8 product once (orchard_emu::mma_combine_f32,
 // float accumulation) and each lane reads back its two elements.
@@ -106,13 +125,18 @@ template <class D, class A, class B, class C>
 void simdgroup_multiply_accumulate(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
                                    const simdgroup_matrix<B, 8, 8>& b, const simdgroup_matrix<C, 8, 8>& c,
                                    const srcloc& loc = srcloc::current()) {
+  ORCHARD_MMA_MIX_ASSERT("simdgroup_multiply_accumulate");
   detail::sg_mma(d, a, b, &c, loc, "simdgroup_multiply_accumulate");
 }
 template <class D, class A, class B>
 void simdgroup_multiply(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
                         const simdgroup_matrix<B, 8, 8>& b, const srcloc& loc = srcloc::current()) {
+  using C = D;
+  ORCHARD_MMA_MIX_ASSERT("simdgroup_multiply");
   detail::sg_mma(d, a, b, static_cast<const simdgroup_matrix<float, 8, 8>*>(nullptr), loc,
                  "simdgroup_multiply");
 }
+
+#undef ORCHARD_MMA_MIX_ASSERT
 
 }  // namespace metal
