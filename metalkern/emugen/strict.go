@@ -2,7 +2,9 @@ package emugen
 
 // The Metal-subset checks of the emu pre-pass. Emu compiles kernels as
 // C++20, which accepts much that Apple's Metal compiler (MSL 3.0, based on
-// C++14, with address spaces) rejects. These checks reject, at the .metal
+// C++14, with address spaces) rejects. C++17 features Apple's clang takes
+// as extensions in Metal (if constexpr, namespace a::b: MLX's kernels use
+// both) are not rejected; C++20-only syntax is. These checks reject, at the .metal
 // file and line, what Metal would reject, so a kernel that passes on emu
 // does not fail its first compile on a Mac. They read tokens, not types:
 // each rule below names the pattern it matches (docs/emu.md, "What emu
@@ -131,32 +133,8 @@ func checkMetalSubset(f *srcFile) error {
 				"restrictions); use fixed-size arrays or threadgroup memory", t.text)
 		case t.kind == tkIdent && bannedWords[t.text] != "" && at(i-1) != "." && at(i-1) != "->":
 			return f.errorf(t, "'%s': %s", t.text, bannedWords[t.text])
-		case t.text == "if" && at(i+1) == "constexpr":
-			return f.errorf(t, "'if constexpr' is C++17; Metal is C++14-based (-std=metal3.0): use a template "+
-				"specialization or a plain if on the constant")
-		case t.text == "auto" && (at(i+1) == "[" && at(i+2) != "[" ||
-			(at(i+1) == "&" || at(i+1) == "&&") && at(i+2) == "["):
-			return f.errorf(t, "structured bindings (auto [a, b] = ...) are C++17; Metal is C++14-based "+
-				"(-std=metal3.0): name the members instead")
-		case t.text == "namespace" && at(i+1) != "" && at(i+2) == "::":
-			return f.errorf(t, "nested namespace definitions (namespace a::b) are C++17; Metal is C++14-based "+
-				"(-std=metal3.0): write namespace a { namespace b {")
 		case t.text == "<=" && at(i+1) == ">" && toks[i+1].off == t.end:
 			return f.errorf(t, "the <=> operator is C++20; Metal is C++14-based (-std=metal3.0)")
-		case t.text == "template" && at(i+1) == "<":
-			close := skipGroup(toks, i+1, "<", ">")
-			for _, p := range splitTop(toks, i+2, close) {
-				if p[1] > p[0] && toks[p[0]].text == "auto" {
-					return f.errorf(toks[p[0]], "'auto' template parameters are C++17; Metal is C++14-based "+
-						"(-std=metal3.0): write the parameter's type (int N)")
-				}
-			}
-		case t.text == "." && at(i+1) == "." && at(i+2) == "." && i+3 < len(toks):
-			prev, next := at(i-1), at(i+3)
-			if foldOps[prev] && next == ")" || prev == "(" && foldOps[next] {
-				return f.errorf(t, "fold expressions are C++17; Metal is C++14-based (-std=metal3.0): "+
-					"expand the pack recursively or use an array")
-			}
 		case t.text == "(" && (at(i+1) == "*" || at(i+1) == "&") && i+4 < len(toks) &&
 			toks[i+2].kind == tkIdent && at(i+3) == ")" && at(i+4) == "(" && at(i-1) != "sizeof" &&
 			(i == 0 || toks[i-1].kind == tkIdent || at(i-1) == "," || at(i-1) == "(" || at(i-1) == ">"):
@@ -178,9 +156,6 @@ func checkMetalSubset(f *srcFile) error {
 	}
 	return checkRecursion(f, off)
 }
-
-var foldOps = map[string]bool{"+": true, "-": true, "*": true, "/": true, "%": true, "&&": true, "||": true,
-	"&": true, "|": true, "^": true, "==": true, "!=": true, "<": true, ">": true, "<=": true, ">=": true}
 
 // mathCallOf returns the math function whose argument is exactly the
 // literal toks[i] (optionally negated), or "".
@@ -288,7 +263,8 @@ type funcInfo struct {
 	open, close    int // the parameter list's parentheses
 	bodyLo, bodyHi int // the body's braces, -1 without a body
 	paramAS        []string
-	paramPtr       []bool
+	paramPtr       []bool // a pointer or reference
+	paramStar      []bool // a pointer
 }
 
 // functions lists the namespace-scope functions of f.
@@ -336,7 +312,7 @@ func functions(f *srcFile) []funcInfo {
 					break
 				}
 			}
-			as, ptr := "", false
+			as, ptr, star := "", false, false
 			for j := p[0]; j < hi; j++ {
 				if isAttrStart(toks, j) {
 					j = skipGroup(toks, j, "[", "]")
@@ -347,10 +323,12 @@ func functions(f *srcFile) []funcInfo {
 				}
 				if toks[j].text == "*" || toks[j].text == "&" || toks[j].text == "&&" {
 					ptr = true
+					star = star || toks[j].text == "*"
 				}
 			}
 			fi.paramAS = append(fi.paramAS, as)
 			fi.paramPtr = append(fi.paramPtr, ptr)
+			fi.paramStar = append(fi.paramStar, star)
 		}
 		for j := fi.close + 1; j < hi; j++ {
 			if toks[j].text == ";" {
@@ -422,7 +400,8 @@ func skipAttrs(toks []token, j int) int {
 }
 
 // checkRecursion rejects a function that calls itself by name (direct
-// recursion; Metal has no recursion). Overloaded names are not checked.
+// recursion; Metal has no recursion). Overloaded names, and overloads of
+// metal:: functions (a max() calling metal::max), are not checked.
 func checkRecursion(f *srcFile, off []bool) error {
 	toks := f.toks
 	fns := functions(f)
@@ -433,7 +412,7 @@ func checkRecursion(f *srcFile, off []bool) error {
 		}
 	}
 	for _, fn := range fns {
-		if fn.bodyLo < 0 || defs[fn.name] != 1 || off[fn.bodyLo] {
+		if fn.bodyLo < 0 || defs[fn.name] != 1 || off[fn.bodyLo] || mathCalls[fn.name] {
 			continue
 		}
 		for j := fn.bodyLo + 1; j < fn.bodyHi; j++ {
@@ -470,7 +449,8 @@ type asVar struct {
 
 // checkAddressSpaceMixups rejects, in every function body of the
 // translation unit, a pointer of one address space initialised or assigned
-// from (or passed as an argument for a parameter of) another: Metal has no
+// from (or passed as an argument for a pointer parameter of) another
+// (references are not followed: assigning through one copies a value): Metal has no
 // conversion between address spaces. Only simple expressions are followed
 // (p, p + n, &p[i]); the callee must be a function of the unit whose
 // overloads agree on the parameter's address space.
@@ -486,11 +466,17 @@ func (t *tu) checkAddressSpaceMixups() error {
 		for _, fn := range all[f] {
 			s := sigs[fn.name]
 			if s == nil {
-				s = &sig{as: fn.paramAS, clash: map[int]bool{}}
+				s = &sig{clash: map[int]bool{}}
+				for i, a := range fn.paramAS {
+					if !fn.paramStar[i] {
+						a = ""
+					}
+					s.as = append(s.as, a)
+				}
 				sigs[fn.name] = s
 			}
 			for i, a := range fn.paramAS {
-				if !fn.paramPtr[i] {
+				if !fn.paramStar[i] {
 					a = ""
 				}
 				if i >= len(s.as) || s.as[i] != a {
@@ -508,7 +494,7 @@ func (t *tu) checkAddressSpaceMixups() error {
 			}
 			vars := map[string]asVar{}
 			for pi, p := range splitTop(toks, fn.open+1, fn.close) {
-				if fn.paramPtr[pi] && fn.paramAS[pi] != "" {
+				if fn.paramStar[pi] && fn.paramAS[pi] != "" {
 					if name, _, ok := declName(toks, paramStar(toks, p), p[1]); ok {
 						vars[name] = asVar{fn.paramAS[pi], toks[p[0]].line}
 					}
@@ -555,7 +541,7 @@ func (t *tu) checkAddressSpaceMixups() error {
 				// AS T* name = expr;
 				if tk.kind == tkIdent && stmtStart(toks, j) && !notTypeStart[tk.text] {
 					star, as, auto, ok := declSpecs(toks, j, fn.bodyHi)
-					if ok && !auto && as != "" {
+					if ok && !auto && as != "" && toks[star].text == "*" {
 						if name, next, ok := declName(toks, star, fn.bodyHi); ok {
 							if next < fn.bodyHi && toks[next].text == "=" {
 								if rn, v, ok := root(next + 1); ok && v.as != as {
