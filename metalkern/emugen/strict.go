@@ -277,7 +277,7 @@ func functions(f *srcFile) []funcInfo {
 		if toks[i].text == "template" && i+1 < hi && toks[i+1].text == "<" {
 			i = skipGroup(toks, i+1, "<", ">") + 1
 		}
-		name := -1
+		name, first := -1, -1
 		for ; i < hi; i++ {
 			t := toks[i]
 			if isAttrStart(toks, i) {
@@ -287,6 +287,9 @@ func functions(f *srcFile) []funcInfo {
 			if t.text == "=" || t.text == ";" || t.text == "{" || t.text == "operator" {
 				name = -1
 				break
+			}
+			if first < 0 {
+				first = i
 			}
 			if t.kind == tkIdent {
 				name = i
@@ -299,7 +302,8 @@ func functions(f *srcFile) []funcInfo {
 				break
 			}
 		}
-		if name < 0 || i >= hi || toks[i].text != "(" || elabWords[toks[name].text] {
+		// A name with nothing before it is a macro invocation, not a function.
+		if name < 0 || name == first || i >= hi || toks[i].text != "(" || elabWords[toks[name].text] {
 			continue
 		}
 		fi := funcInfo{name: toks[name].text, nameTok: name, open: i, close: skipGroup(toks, i, "(", ")"),
@@ -412,7 +416,7 @@ func checkRecursion(f *srcFile, off []bool) error {
 		}
 	}
 	for _, fn := range fns {
-		if fn.bodyLo < 0 || defs[fn.name] != 1 || off[fn.bodyLo] || mathCalls[fn.name] {
+		if fn.bodyLo < 0 || defs[fn.name] != 1 || off[fn.bodyLo] || metalLibraryName(fn.name) {
 			continue
 		}
 		for j := fn.bodyLo + 1; j < fn.bodyHi; j++ {
@@ -426,6 +430,20 @@ func checkRecursion(f *srcFile, off []bool) error {
 		}
 	}
 	return nil
+}
+
+// metalLibraryName: a function of Metal's standard library, which kernels
+// overload for their own types (and call inside the overload).
+func metalLibraryName(n string) bool {
+	if mathCalls[n] || strings.HasPrefix(n, "simd_") || strings.HasPrefix(n, "quad_") {
+		return true
+	}
+	switch n {
+	case "dot", "length", "normalize", "distance", "cross", "as_type", "all", "any", "isnan", "isinf",
+		"isfinite", "popcount", "clz", "ctz", "reverse_bits", "rotate", "abs_diff", "mad", "precise_divide":
+		return true
+	}
+	return false
 }
 
 // kernelBodies returns the token ranges of f's kernel function bodies.
