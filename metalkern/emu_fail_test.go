@@ -129,6 +129,12 @@ func TestEmuDispatchErrors(t *testing.T) {
 		"params too small": {emuRun{kernel: "matmul_f32", grid: [3]int{1, 1, 1}, tg: [3]int{128, 1, 1},
 			in: map[int][]byte{0: buf, 1: buf}, out: map[int]int{2: 256}, u32: map[int][]int64{3: {8}}},
 			"kernel 'matmul_f32': [[buffer(3)]] 'p' is bound to 4 bytes but the parameter type needs 12"},
+		"setBytes of 4096 bytes": {emuRun{kernel: "matmul_f32", grid: [3]int{1, 1, 1}, tg: [3]int{128, 1, 1},
+			in: map[int][]byte{0: buf, 1: buf}, out: map[int]int{2: 256}, u32: map[int][]int64{3: make([]int64, 1024)}},
+			"kernel 'matmul_f32': setBytes of 4096 bytes at index 3: Metal's setBytes:length:atIndex: takes 1 to 4095 bytes"},
+		"setBytes of 0 bytes": {emuRun{kernel: "matmul_f32", grid: [3]int{1, 1, 1}, tg: [3]int{128, 1, 1},
+			in: map[int][]byte{0: buf, 1: buf}, out: map[int]int{2: 256}, u32: map[int][]int64{3: {}}},
+			"kernel 'matmul_f32': setBytes of 0 bytes at index 3: Metal's setBytes:length:atIndex: takes 1 to 4095 bytes"},
 		"bad mode": {emuRun{kernel: "race_fixed", grid: [3]int{1, 1, 1}, tg: [3]int{32, 1, 1},
 			env: []string{"ORCHARD_EMU_MODE=gpu"}}, "emu: mode 'gpu' is unknown: want fibers or threads"},
 	}

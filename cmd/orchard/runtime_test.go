@@ -303,3 +303,31 @@ func TestUnbindableKernelParameterFailsShadersWithFileLine(t *testing.T) {
 		t.Fatalf("exit %d, shaders %s at %s:%d (signature at line %d): %v", code, c.Status, c.File, c.Line, line, c.Evidence)
 	}
 }
+
+// A construct Metal rejects (a std:: call in a kernel) fails the shaders
+// step at the .metal line, before any compile.
+func TestMetalSubsetViolationFailsShadersWithFileLine(t *testing.T) {
+	var line int
+	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
+		for i, l := range ls {
+			if strings.Contains(l, "float l = 0.0f;") {
+				ls[i] = strings.Replace(l, "float l = 0.0f;", "float l = std::max(0.0f, 0.0f);", 1)
+				line = i + 1
+				return ls
+			}
+		}
+		t.Fatal("anchor line not found in attn_fwd.metal")
+		return ls
+	})
+	r, code, _ := runJSON(t, "rebuild", "--runtime", rt, "--build-dir", t.TempDir())
+	c := reportCheck(r, "shaders")
+	if code != 1 || c.Status != checks.Fail {
+		t.Fatalf("exit %d, shaders %+v", code, c)
+	}
+	if want := filepath.Join(rt, "kernels", "attn_fwd.metal"); c.File != want || c.Line != line {
+		t.Fatalf("points at %s:%d, want %s:%d", c.File, c.Line, want, line)
+	}
+	if ev := strings.Join(c.Evidence, "\n"); !strings.Contains(ev, "the C++ standard library is not available in Metal") {
+		t.Fatalf("evidence: %v", c.Evidence)
+	}
+}

@@ -86,6 +86,9 @@ func Generate(metalPath string, src []byte, includeDirs ...string) ([]byte, []Ke
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := t.checkAddressSpaceMixups(); err != nil {
+		return nil, nil, err
+	}
 	sigs, err := t.kernels()
 	if err != nil {
 		return nil, nil, err

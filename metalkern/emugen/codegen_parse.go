@@ -344,6 +344,7 @@ func bindParams(d *funcDecl, kname string) ([]KernelParam, error) {
 	f := d.file
 	var out []KernelParam
 	seen := map[int]string{}
+	var width *attribute // the first [[thread_execution_width]] or [[threads_per_simdgroup]]
 	for _, p := range d.params {
 		where := fmt.Sprintf("parameter '%s' of kernel '%s'", p.name, kname)
 		if len(p.attrs) == 0 {
@@ -354,6 +355,14 @@ func bindParams(d *funcDecl, kname string) ([]KernelParam, error) {
 			return nil, f.errorf(p.tok, "%s has %d attributes; emu binds exactly one", where, len(p.attrs))
 		}
 		a := p.attrs[0]
+		if a.name == "thread_execution_width" || a.name == "threads_per_simdgroup" {
+			if width != nil {
+				return nil, f.errorf(a.tok, "%s: kernel '%s' declares both [[%s]] (line %d) and [[%s]]; Metal "+
+					"rejects a kernel with both (they are the same value): keep one", where, kname, width.name,
+					width.tok.line, a.name)
+			}
+			width = &a
+		}
 		kp := KernelParam{Name: p.name, Type: p.typ, Attr: a.name, Buffer: -1}
 		if a.args != "" {
 			kp.Attr += "(" + a.args + ")"

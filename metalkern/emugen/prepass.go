@@ -94,9 +94,13 @@ func (t *tu) load(path string, src []byte) (*srcFile, error) {
 			f.blank(tk.off, tk.end) // "#pragma once in main file" otherwise
 		}
 	}
+	if err := checkMetalSubset(f); err != nil {
+		return nil, err
+	}
 	if err := rewriteThreadgroup(f); err != nil {
 		return nil, err
 	}
+	rewriteConstant(f)
 	t.files[path] = f
 	t.order = append(t.order, f)
 	return f, nil
@@ -278,6 +282,15 @@ func skipGroup(toks []token, i int, open, close string) int {
 // rewriteThreadgroup records the edits for every use of `threadgroup`.
 func rewriteThreadgroup(f *srcFile) error {
 	toks := f.toks
+	kernels := kernelBodies(f)
+	inKernel := func(i int) bool {
+		for _, r := range kernels {
+			if i >= r[0] && i < r[1] {
+				return true
+			}
+		}
+		return false
+	}
 	var braces []bool // per open brace: inside a function body?
 	inFunc := func() bool { return len(braces) > 0 && braces[len(braces)-1] }
 	for i := 0; i < len(toks); i++ {
@@ -317,6 +330,11 @@ func rewriteThreadgroup(f *srcFile) error {
 			if !inFunc() {
 				return f.errorf(t, "threadgroup variable '%s' outside a function body: MSL declares "+
 					"threadgroup memory in the kernel (or a function it calls)", next.text)
+			}
+			if !inKernel(i) {
+				return f.errorf(t, "threadgroup variable '%s' declared outside a kernel function: Metal allows "+
+					"threadgroup variables only in kernel scope; declare it in the kernel and pass a "+
+					"threadgroup pointer", next.text)
 			}
 			if err := rewriteTGDecl(f, i, end); err != nil {
 				return err

@@ -48,31 +48,31 @@ func TestThreadgroupRewrite(t *testing.T) {
 			want: []string{"            float* kv = smem + 4;"},
 		},
 		"storage with two declarators": {
-			src: "void f() {\n  threadgroup float a[4 * N], b[8][2];\n}",
+			src: "kernel void f() {\n  threadgroup float a[4 * N], b[8][2];\n}",
 			want: []string{
 				`static constexpr ::orchard_emu::TgSite __orchard_tg_a{"a", __FILE__, __LINE__}; float (&a)[4 * N] = ::orchard_emu::tg_var<float[4 * N]>(__orchard_tg_a);`,
 				`float (&b)[8][2] = ::orchard_emu::tg_var<float[8][2]>(__orchard_tg_b);`,
 			},
 		},
 		"qualified template type": {
-			src:  "void f() { threadgroup metal::vec<float, 4> v[2]; }",
+			src:  "kernel void f() { threadgroup metal::vec<float, 4> v[2]; }",
 			want: []string{"metal::vec<float, 4> (&v)[2] = ::orchard_emu::tg_var<metal::vec<float, 4>[2]>"},
 		},
 		"scalar storage over two lines keeps the line count": {
-			src:      "void f() {\n  threadgroup uint\n      count;\n  x = 1;\n}",
+			src:      "kernel void f() {\n  threadgroup uint\n      count;\n  x = 1;\n}",
 			want:     []string{"uint (&count) = ::orchard_emu::tg_var<uint>(__orchard_tg_count);\n\n  x = 1;"},
 			keepLine: true,
 		},
 		"attribute and barrier untouched": {
-			src:  "void f(float* p [[threadgroup(0)]]) { threadgroup_barrier(mem_flags::mem_threadgroup); }",
+			src:  "void f(device float* p [[threadgroup(0)]]) { threadgroup_barrier(mem_flags::mem_threadgroup); }",
 			want: []string{"[[threadgroup(0)]]", "threadgroup_barrier(mem_flags::mem_threadgroup)"},
 		},
 		"comments and strings untouched": {
-			src:  "// threadgroup float x[4];\nconst char* s = \"threadgroup float y[2];\";",
+			src:  "// threadgroup float x[4];\nconstant char* s = \"threadgroup float y[2];\";",
 			want: []string{"// threadgroup float x[4];", "\"threadgroup float y[2];\""},
 		},
 		"initialiser rejected": {
-			src:     "void f() {\n  threadgroup float x = 0;\n}",
+			src:     "kernel void f() {\n  threadgroup float x = 0;\n}",
 			wantErr: "/k/x.metal:2: threadgroup variable 'x' has an initialiser",
 		},
 		"file scope rejected": {

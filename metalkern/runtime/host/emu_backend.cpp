@@ -136,9 +136,12 @@ class EmuBackend final : public Backend {
         l.buf[a.index] = a.buffer->data;
         l.len[a.index] = a.buffer->bytes;
       } else {
-        if (a.length > kMaxBytesArg)
-          throw std::runtime_error(who + ": " + std::to_string(a.length) + " bytes at index " +
-                                   std::to_string(a.index) + "; Metal's setBytes takes at most 4096");
+        // Apple: setBytes:length:atIndex: is "for single-use data smaller than 4 KB";
+        // the validation layer rejects a zero length.
+        if (a.length == 0 || a.length >= kMaxBytesArg)
+          throw std::runtime_error(who + ": setBytes of " + std::to_string(a.length) + " bytes at index " +
+                                   std::to_string(a.index) + ": Metal's setBytes:length:atIndex: takes 1 to 4095 " +
+                                   "bytes (data smaller than 4 KB); put larger data in a buffer");
         std::size_t words = (std::max<size_t>(a.length, 1) + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
         bytes.emplace_back(new std::max_align_t[words]());
         if (a.length) std::memcpy(bytes.back().get(), a.bytes, a.length);

@@ -60,7 +60,7 @@ int run(int argc, char** argv) {
     } else if (k == "--u32" || k == "--i32") {
       std::vector<unsigned char> bytes;
       std::string list = rest();
-      for (size_t p = 0; p <= list.size();) {
+      for (size_t p = 0; !list.empty() && p <= list.size();) {  // "I=": 0 bytes
         size_t q = list.find(',', p);
         if (q == std::string::npos) q = list.size();
         long long n = std::stoll(list.substr(p, q - p));

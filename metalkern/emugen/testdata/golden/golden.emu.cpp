@@ -10,12 +10,12 @@ template <typename T, int BQ, bool Causal = false>
 [[kernel]] void attn(
                      device const T* q [[buffer(0)]],
                      device T* o [[buffer(3)]],
-                     constant P& p [[buffer(7)]],
+                     const    P& p [[buffer(7)]],
                      uint3 tgid [[threadgroup_position_in_grid]],
                      ushort lane [[thread_index_in_simdgroup]]) {
   o[0] = q[0];
 }
-template                                           void attn<float, 32, true>(device const float* q [[buffer(0)]], device float* o [[buffer(3)]], constant P& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], ushort lane [[thread_index_in_simdgroup]]);
+template                                           void attn<float, 32, true>(device const float* q [[buffer(0)]], device float* o [[buffer(3)]], const    P& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], ushort lane [[thread_index_in_simdgroup]]);
 kernel void plain(device float* out [[buffer(0)]], uint i [[thread_position_in_grid]]) { out[i] = 1; }
 void helper(            float* t) { threadgroup_barrier(mem_flags::mem_threadgroup); }
 kernel void tg(device float* out [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {

@@ -57,7 +57,25 @@ template <class T, int Cols, int Rows> simdgroup_matrix<T, Cols, Rows> make_fill
   return m;
 }
 
+// Element mixes Metal does not offer resolve to a [[deprecated]] overload:
+// prelude.h makes -Wdeprecated-declarations an error, so g++ reports the
+// reason at the kernel's .metal line; the static_assert backs it up.
+#define ORCHARD_LOAD_MSG                                                                             \
+  "simdgroup_load: the pointer's element type differs from the matrix's; Metal has only "          \
+  "simdgroup_load(simdgroup_matrix<T>&, const T*): load from memory of the matrix's type"
+#define ORCHARD_STORE_MSG                                                                            \
+  "simdgroup_store: the pointer's element type differs from the matrix's; Metal has only "         \
+  "simdgroup_store(simdgroup_matrix<T>, T*): store to memory of the matrix's type"
+
 template <class T, class U, class I = ulong>
+  requires(!std::is_same_v<std::remove_cv_t<U>, T>)
+[[deprecated(ORCHARD_LOAD_MSG)]] void simdgroup_load(simdgroup_matrix<T, 8, 8>&, const U*, ulong = 8,
+                                                     vec<I, 2> = vec<I, 2>(0), bool = false) {
+  static_assert(std::is_same_v<std::remove_cv_t<U>, T>, ORCHARD_LOAD_MSG);
+}
+
+template <class T, class U, class I = ulong>
+  requires std::is_same_v<std::remove_cv_t<U>, T>
 void simdgroup_load(simdgroup_matrix<T, 8, 8>& d, const U* src, ulong elements_per_row = 8,
                     vec<I, 2> matrix_origin = vec<I, 2>(0), bool transpose_matrix = false) {
   unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
@@ -71,6 +89,14 @@ void simdgroup_load(simdgroup_matrix<T, 8, 8>& d, const U* src, ulong elements_p
 }
 
 template <class T, class U, class I = ulong>
+  requires(!std::is_same_v<U, T>)
+[[deprecated(ORCHARD_STORE_MSG)]] void simdgroup_store(const simdgroup_matrix<T, 8, 8>&, U*, ulong = 8,
+                                                       vec<I, 2> = vec<I, 2>(0), bool = false) {
+  static_assert(std::is_same_v<U, T>, ORCHARD_STORE_MSG);
+}
+
+template <class T, class U, class I = ulong>
+  requires std::is_same_v<U, T>
 void simdgroup_store(const simdgroup_matrix<T, 8, 8>& m, U* dst, ulong elements_per_row = 8,
                      vec<I, 2> matrix_origin = vec<I, 2>(0), bool transpose_matrix = false) {
   unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
@@ -86,6 +112,18 @@ void simdgroup_store(const simdgroup_matrix<T, 8, 8>& m, U* dst, ulong elements_
 }
 
 namespace detail {
+// The element mixes Metal's simdgroup_multiply(_accumulate) offers: all
+// float, all half, or half A and B with float C and D (as MLX's steel
+// kernels use). bfloat is not emulated.
+template <class D, class A, class B, class C> constexpr bool mma_mix_ok() {
+  if (!std::is_same_v<D, C> || !std::is_same_v<A, B>) return false;
+  if (std::is_same_v<A, D>) return std::is_same_v<D, float> || std::is_same_v<D, half>;
+  return std::is_same_v<A, half> && std::is_same_v<D, float>;
+}
+#define ORCHARD_MMA_MSG(op)                                                                          \
+  op ": Metal offers this only for all-float, all-half, or half A and B with float C and D "       \
+     "matrices (the destination's type is the accumulator's)"
+
 // d = a * b (+ c): one exchange of every lane's six elements; the last lane
 // to arrive computes the whole 8x8 product once (orchard_emu::mma_combine_f32,
 // float accumulation) and each lane reads back its two elements.
@@ -103,16 +141,36 @@ void sg_mma(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a, co
 }  // namespace detail
 
 template <class D, class A, class B, class C>
+  requires(!detail::mma_mix_ok<D, A, B, C>())
+[[deprecated(ORCHARD_MMA_MSG("simdgroup_multiply_accumulate"))]] void simdgroup_multiply_accumulate(
+    simdgroup_matrix<D, 8, 8>&, const simdgroup_matrix<A, 8, 8>&, const simdgroup_matrix<B, 8, 8>&,
+    const simdgroup_matrix<C, 8, 8>&, const srcloc& = srcloc::current()) {
+  static_assert(detail::mma_mix_ok<D, A, B, C>(), ORCHARD_MMA_MSG("simdgroup_multiply_accumulate"));
+}
+template <class D, class A, class B, class C>
+  requires(detail::mma_mix_ok<D, A, B, C>())
 void simdgroup_multiply_accumulate(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
                                    const simdgroup_matrix<B, 8, 8>& b, const simdgroup_matrix<C, 8, 8>& c,
                                    const srcloc& loc = srcloc::current()) {
   detail::sg_mma(d, a, b, &c, loc, "simdgroup_multiply_accumulate");
 }
 template <class D, class A, class B>
+  requires(!detail::mma_mix_ok<D, A, B, D>())
+[[deprecated(ORCHARD_MMA_MSG("simdgroup_multiply"))]] void simdgroup_multiply(
+    simdgroup_matrix<D, 8, 8>&, const simdgroup_matrix<A, 8, 8>&, const simdgroup_matrix<B, 8, 8>&,
+    const srcloc& = srcloc::current()) {
+  static_assert(detail::mma_mix_ok<D, A, B, D>(), ORCHARD_MMA_MSG("simdgroup_multiply"));
+}
+template <class D, class A, class B>
+  requires(detail::mma_mix_ok<D, A, B, D>())
 void simdgroup_multiply(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
                         const simdgroup_matrix<B, 8, 8>& b, const srcloc& loc = srcloc::current()) {
   detail::sg_mma(d, a, b, static_cast<const simdgroup_matrix<float, 8, 8>*>(nullptr), loc,
                  "simdgroup_multiply");
 }
+
+#undef ORCHARD_LOAD_MSG
+#undef ORCHARD_STORE_MSG
+#undef ORCHARD_MMA_MSG
 
 }  // namespace metal

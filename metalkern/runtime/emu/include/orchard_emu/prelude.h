@@ -33,6 +33,10 @@
 #include "orchard_emu/matrix.h"
 #include "orchard_emu/binding.h"
 
+// The shim marks calls Metal has no overload for (simdgroup matrix element
+// mixes) [[deprecated("why")]]: as errors, they point at the kernel's line.
+#pragma GCC diagnostic error "-Wdeprecated-declarations"
+
 // Kernels may test for the emulator; __METAL_VERSION__ stays undefined.
 #define ORCHARD_EMU 1
 
