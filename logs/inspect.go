@@ -28,6 +28,9 @@ type Summary struct {
 	Fallbacks int      // FALLBACK lines of this run
 	Malformed int      // lines that mention run=<id> but do not parse
 	Backends  []string // distinct backend= values of this run, sorted
+	// Storage counts this run's FWD and BWD lines by storage= value ("" for
+	// a line without one).
+	Storage map[string]int
 
 	// The first KeptLines offending lines of each kind, verbatim.
 	ErrorLines, FallbackLines, MalformedLines []string
@@ -177,6 +180,12 @@ func (s *Summary) line(raw, needle []byte, backends map[string]bool) {
 	if l.Backend != "" {
 		backends[l.Backend] = true
 	}
+	if l.Word == WordFWD || l.Word == WordBWD {
+		if s.Storage == nil {
+			s.Storage = map[string]int{}
+		}
+		s.Storage[l.Storage]++
+	}
 	switch l.Word {
 	case WordFWD:
 		s.FWD++
@@ -200,17 +209,31 @@ const (
 	CheckOnAccelerator = "on-accelerator"
 )
 
+// Want is what a run should have left in the kernel-call log.
+type Want struct {
+	FWD, BWD int
+	// Storage is the FWD+BWD lines expected per storage= mode; nil: the
+	// modes are reported but not checked.
+	Storage map[string]int
+}
+
 // CheckRun inspects the kernel-call log at path for run runID and returns the
 // three checklist items of the `logs` step: kernel-calls-logged
 // (FWD/BWD counts equal wantFWD/wantBWD), logs-clean (no ERROR, FALLBACK or
 // malformed lines, quoted as evidence) and on-accelerator (every line of the
 // run ran on backend, the resolved "metal" or "emu", and nothing fell back).
 func CheckRun(path, runID string, wantFWD, wantBWD int, backend string) []checks.Check {
+	return CheckRunWant(path, runID, Want{FWD: wantFWD, BWD: wantBWD}, backend)
+}
+
+// CheckRunWant is CheckRun that also holds kernel-calls-logged to the
+// lines per storage mode in want.Storage (the smoke suite runs both).
+func CheckRunWant(path, runID string, want Want, backend string) []checks.Check {
 	s, err := Inspect(path, runID)
 	if err != nil {
 		return missingLogChecks(path, runID, err)
 	}
-	return s.Checks(wantFWD, wantBWD, backend)
+	return s.ChecksWant(want, backend)
 }
 
 func missingLogChecks(path, runID string, err error) []checks.Check {
@@ -233,6 +256,12 @@ func missingLogChecks(path, runID string, err error) []checks.Check {
 
 // Checks judges the summary (see CheckRun).
 func (s Summary) Checks(wantFWD, wantBWD int, backend string) []checks.Check {
+	return s.ChecksWant(Want{FWD: wantFWD, BWD: wantBWD}, backend)
+}
+
+// ChecksWant judges the summary (see CheckRunWant).
+func (s Summary) ChecksWant(want Want, backend string) []checks.Check {
+	wantFWD, wantBWD := want.FWD, want.BWD
 	files := "read " + strings.Join(s.Files, " then ")
 	stale := fmt.Sprintf("run %s: %d lines; %d lines of other runs ignored", s.RunID, s.Lines, s.OtherRuns)
 
@@ -250,6 +279,16 @@ func (s Summary) Checks(wantFWD, wantBWD int, backend string) []checks.Check {
 			calls.Hint = fmt.Sprintf("no line of this run: did the runner get %s=%s and %s=1?",
 				EnvRunID, s.RunID, EnvDebugFlashAttn)
 		}
+	}
+	modes := "storage modes: " + countsString(s.Storage)
+	if want.Storage != nil {
+		modes += " (expected " + countsString(want.Storage) + ")"
+	}
+	calls.Evidence = append(calls.Evidence[:2:2], append([]string{modes}, calls.Evidence[2:]...)...)
+	if want.Storage != nil && !sameCounts(s.Storage, want.Storage) && calls.Status == checks.Pass {
+		calls.Status = checks.Fail
+		calls.Hint = "every FWD/BWD line must carry the storage= mode its runner was given (--storage; " +
+			"docs/logs.md): the counts per mode differ from the dispatches run in each"
 	}
 
 	clean := checks.Check{ID: CheckLogsClean, Title: "logs clean", Status: checks.Pass,
@@ -301,6 +340,47 @@ func quoted(kind string, lines []string, total int) []string {
 		out = append(out, fmt.Sprintf("… and %d more %s lines", total-len(out), kind))
 	}
 	return out
+}
+
+// countsString is "private 88, shared 88" (sorted; "none" when empty; a
+// line without the field counts as "(no storage=)").
+func countsString(m map[string]int) string {
+	var parts []string
+	for _, k := range sortedCountKeys(m) {
+		if m[k] == 0 {
+			continue
+		}
+		name := k
+		if name == "" {
+			name = "(no storage=)"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", name, m[k]))
+	}
+	return orNone(parts)
+}
+
+func sortedCountKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// sameCounts compares two count maps, a missing key counting as 0.
+func sameCounts(a, b map[string]int) bool {
+	for k, n := range a {
+		if b[k] != n {
+			return false
+		}
+	}
+	for k, n := range b {
+		if a[k] != n {
+			return false
+		}
+	}
+	return true
 }
 
 func orNone(ss []string) string {

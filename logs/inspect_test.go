@@ -197,3 +197,39 @@ func TestInspectDuringRotation(t *testing.T) {
 		}
 	}
 }
+
+// The smoke suite runs both storage modes: kernel-calls-logged counts the
+// FWD/BWD lines per storage= mode and fails when they differ from the
+// dispatches run in each mode (a runner that logs every call as shared, or
+// never got --storage private), with the counts as evidence.
+func TestStorageModesAreCounted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.log")
+	line := func(word string, call int, storage string) string {
+		return Format(Line{Tag: TagEmu, Word: word, Call: call, Run: "r", Backend: "emu", Storage: storage})
+	}
+	both := strings.Join([]string{line(WordFWD, 1, "shared"), line(WordBWD, 1, "shared"), line(WordFWD, 2, "private"),
+		line(WordBWD, 2, "private"), line(WordBWD, 3, "private")}, "\n") + "\n"
+	writeFile(t, path, both)
+	want := Want{FWD: 2, BWD: 3, Storage: map[string]int{"shared": 2, "private": 3}}
+	cs := CheckRunWant(path, "r", want, "emu")
+	wantStatuses(t, cs, allPass)
+	if ev := strings.Join(cs[0].Evidence, "\n"); !strings.Contains(ev, "storage modes: private 3, shared 2 (expected private 3, shared 2)") {
+		t.Errorf("evidence:\n%s", ev)
+	}
+
+	// Every line says shared although three dispatches ran private.
+	writeFile(t, path, strings.ReplaceAll(both, "storage=private", "storage=shared"))
+	cs = CheckRunWant(path, "r", want, "emu")
+	wantStatuses(t, cs, map[string]checks.Status{CheckKernelCalls: checks.Fail, CheckLogsClean: checks.Pass, CheckOnAccelerator: checks.Pass})
+	if ev := strings.Join(cs[0].Evidence, "\n"); !strings.Contains(ev, "storage modes: shared 5 (expected private 3, shared 2)") ||
+		!strings.Contains(cs[0].Hint, "storage=") {
+		t.Errorf("evidence:\n%s\nhint: %s", ev, cs[0].Hint)
+	}
+
+	// Without an expectation the modes are reported, not judged.
+	cs = CheckRun(path, "r", 2, 3, "emu")
+	wantStatuses(t, cs, allPass)
+	if ev := strings.Join(cs[0].Evidence, "\n"); !strings.Contains(ev, "storage modes: shared 5\n") {
+		t.Errorf("evidence:\n%s", ev)
+	}
+}

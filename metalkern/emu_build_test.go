@@ -193,6 +193,9 @@ type emuRun struct {
 	u32      map[int][]int64
 	env      []string
 	repeat   int
+	storage  string // "" = shared (the driver's default)
+	offset   int    // bytes each buffer is bound into its allocation
+	direct   bool   // read the outputs through Buffer::data(), not download()
 }
 
 type emuResult struct {
@@ -219,6 +222,15 @@ func (l emuLauncher) run(t *testing.T, r emuRun) emuResult {
 	}
 	if r.repeat > 0 {
 		args = append(args, "--repeat", strconv.Itoa(r.repeat))
+	}
+	if r.storage != "" {
+		args = append(args, "--storage", r.storage)
+	}
+	if r.offset != 0 {
+		args = append(args, "--offset", strconv.Itoa(r.offset))
+	}
+	if r.direct {
+		args = append(args, "--read", "direct")
 	}
 	for i, data := range r.in {
 		p := filepath.Join(dir, fmt.Sprintf("in%d.bin", i))

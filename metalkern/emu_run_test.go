@@ -24,8 +24,9 @@ func emuRand(t *testing.T) *rand.Rand {
 
 // emuCheckMatmul runs matmul_f32 on an odd shape against a float64 product and
 // matmul_f16 on half-exact inputs against the exact product; it returns the
-// f32 output so callers can compare modes.
-func emuCheckMatmul(t *testing.T, l emuLauncher, mode string, rng *rand.Rand) []byte {
+// f32 output so callers can compare modes. Each with edits both runs (a
+// storage mode, an offset).
+func emuCheckMatmul(t *testing.T, l emuLauncher, mode string, rng *rand.Rand, with ...func(*emuRun)) []byte {
 	t.Helper()
 	const M, N, K = 77, 45, 35
 	a, b := make([]float32, M*K), make([]float32, K*N)
@@ -36,9 +37,13 @@ func emuCheckMatmul(t *testing.T, l emuLauncher, mode string, rng *rand.Rand) []
 		b[i] = float32(rng.NormFloat64())
 	}
 	grid := [3]int{(N + 15) / 16, (M + 15) / 16, 1}
-	res := l.mustRun(t, emuRun{kernel: "matmul_f32", mode: mode, grid: grid, tg: [3]int{128, 1, 1},
+	r32 := emuRun{kernel: "matmul_f32", mode: mode, grid: grid, tg: [3]int{128, 1, 1},
 		in: map[int][]byte{0: npy.Float32Bytes(a), 1: npy.Float32Bytes(b)}, out: map[int]int{2: 4 * M * N},
-		u32: map[int][]int64{3: {M, N, K}}})
+		u32: map[int][]int64{3: {M, N, K}}}
+	for _, w := range with {
+		w(&r32)
+	}
+	res := l.mustRun(t, r32)
 	c := npy.Float32sFromBytes(res.out[2])
 	for i := 0; i < M; i++ {
 		for j := 0; j < N; j++ {
@@ -65,8 +70,12 @@ func emuCheckMatmul(t *testing.T, l emuLauncher, mode string, rng *rand.Rand) []
 		h := emuExactHalf(float32(bv[i]))
 		bh[2*i], bh[2*i+1] = byte(h), byte(h>>8)
 	}
-	res16 := l.mustRun(t, emuRun{kernel: "matmul_f16", mode: mode, grid: grid, tg: [3]int{128, 1, 1},
-		in: map[int][]byte{0: ah, 1: bh}, out: map[int]int{2: 4 * M * N}, u32: map[int][]int64{3: {M, N, K}}})
+	r16 := emuRun{kernel: "matmul_f16", mode: mode, grid: grid, tg: [3]int{128, 1, 1},
+		in: map[int][]byte{0: ah, 1: bh}, out: map[int]int{2: 4 * M * N}, u32: map[int][]int64{3: {M, N, K}}}
+	for _, w := range with {
+		w(&r16)
+	}
+	res16 := l.mustRun(t, r16)
 	c16 := npy.Float32sFromBytes(res16.out[2])
 	for i := 0; i < M; i++ {
 		for j := 0; j < N; j++ {

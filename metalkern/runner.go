@@ -141,6 +141,16 @@ func (r Runner) Info(ctx context.Context, exec Exec) (Info, error) {
 	return info, nil
 }
 
+// The runner's storage modes (--storage; the storage= field of its log lines).
+const (
+	StorageShared  = "shared"
+	StoragePrivate = "private"
+)
+
+// Storages are the modes the runner takes, in the order the smoke suite
+// alternates them.
+var Storages = []string{StorageShared, StoragePrivate}
+
 // Request is one forward (and, with DO, backward) run on .npy files.
 type Request struct {
 	Q, K, V string
@@ -149,6 +159,14 @@ type Request struct {
 	Scale   float64 // 0: 1/sqrt(D)
 	Out     string  // directory for o.npy, lse.npy (dq/dk/dv.npy)
 	Mode    string  // emu only: fibers|threads ("" = runner default)
+	// Storage is where the runner keeps the tensors: StorageShared or
+	// StoragePrivate (GPU-only, staged through a shared buffer and a blit);
+	// "" = the runner's default, shared.
+	Storage string
+	// BufferOffset binds every tensor this many bytes (a multiple of 4)
+	// into its allocation: a test/diagnostic knob (PyTorch tensors arrive
+	// as a buffer plus a storage offset). 0 = none.
+	BufferOffset int
 	// Env is added to the runner's environment: the log switches and paths
 	// and ORCHARD_RUN_ID (docs/logs.md).
 	Env []string
@@ -168,6 +186,12 @@ func (r Runner) Argv(req Request) []string {
 	}
 	if req.Mode != "" {
 		a = append(a, "--mode", req.Mode)
+	}
+	if req.Storage != "" {
+		a = append(a, "--storage", req.Storage)
+	}
+	if req.BufferOffset != 0 {
+		a = append(a, "--buffer-offset", strconv.Itoa(req.BufferOffset))
 	}
 	return a
 }

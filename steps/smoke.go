@@ -25,6 +25,9 @@ type SmokeOut struct {
 	// Dispatches the runner reported (one log line each), for the log inspection.
 	FWD int `json:"fwd"`
 	BWD int `json:"bwd"`
+	// Storage is the dispatches (FWD+BWD) per storage mode: the log
+	// inspection expects as many lines with each storage= value.
+	Storage map[string]int `json:"storage"`
 	// RunID tagged the runner's log lines.
 	RunID string `json:"run_id"`
 }
@@ -51,7 +54,7 @@ func (s *SmokeStep) CheckIDs(string) []string { return []string{"forward", "back
 // only when the user chose one (fresh inputs otherwise).
 func (s *SmokeStep) Key(sc *Context) (KeyInputs, error) {
 	k := KeyInputs{
-		Version: "2",
+		Version: "3",
 		Config:  map[string]string{"mode": s.B.EmuMode, "cases": fmt.Sprint(len(smoke.Suite())), "validate": fmt.Sprint(s.B.Validate)},
 		// The split cap and the device choice change what the runner does.
 		Env:    []string{"ORCHARD_DISPATCH_GROUPS", "ORCHARD_METAL_DEVICE"},
@@ -83,7 +86,7 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
 	}
-	s.Out = SmokeOut{Seed: s.B.Seed, Cases: len(results), RunID: s.B.RunID}
+	s.Out = SmokeOut{Seed: s.B.Seed, Cases: len(results), RunID: s.B.RunID, Storage: map[string]int{}}
 	logPath := filepath.Join(sc.BuildDir, "logs", "steps", "smoke.log")
 	fwd := checks.Check{ID: "forward", Title: "Forward (O, L) vs float64", Status: checks.Pass}
 	bwd := checks.Check{ID: "backward", Title: "Backward (dQ, dK, dV) vs float64", Status: checks.Pass}
@@ -116,6 +119,9 @@ func (s *SmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	for _, r := range results {
 		s.Out.FWD += r.Dispatches["fwd"]
 		s.Out.BWD += r.Dispatches["bwd"]
+		if n := r.Dispatches["fwd"] + r.Dispatches["bwd"]; n > 0 {
+			s.Out.Storage[r.Case.StorageName()] += n
+		}
 		if r.Err == nil && (!r.ForwardOK() || !r.BackwardOK()) {
 			failed++
 		}
@@ -211,7 +217,7 @@ const maxCaseLines = 5
 // caseLine is one case's figures for the named outputs, with FAIL and the
 // reasons when it failed.
 func caseLine(r smoke.CaseResult, outputs []string, labels map[string]string, ok bool) string {
-	parts := []string{r.Case.Name() + ":"}
+	parts := []string{caseLabel(r.Case) + ":"}
 	for _, o := range outputs {
 		parts = append(parts, labels[o]+" "+r.Figure(o))
 	}
@@ -222,11 +228,21 @@ func caseLine(r smoke.CaseResult, outputs []string, labels map[string]string, ok
 	return line
 }
 
+// caseLabel is the case's name and its storage mode:
+// "f32-full-b2h3-1x1-d1 [private]".
+func caseLabel(c smoke.Case) string {
+	l := c.Name() + " [" + c.StorageName() + "]"
+	if c.BufferOffset != 0 {
+		l += fmt.Sprintf(" [offset %d]", c.BufferOffset)
+	}
+	return l
+}
+
 // caseLogLine is a case's line in smoke.log: every figure, the time, and
 // ok, FAIL with the reasons, or the runner's failure.
 func caseLogLine(r smoke.CaseResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-36s", r.Case.Name())
+	fmt.Fprintf(&b, "%-46s", caseLabel(r.Case))
 	for _, o := range smoke.Outputs {
 		fmt.Fprintf(&b, " %s %s", o, r.Figure(o))
 	}

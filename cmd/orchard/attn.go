@@ -21,6 +21,7 @@ type AttnOptions struct {
 	Scale          float64
 	Out            string
 	AllowNonFinite bool
+	Storage        string
 	RunnerTimeout  time.Duration
 }
 
@@ -50,11 +51,18 @@ DIR is written all-or-nothing: afterwards it holds exactly this run's outputs
 (dq, dk, dv of an earlier run are removed when there is no --do; no other file
 is touched), and after any failure it is as it was.
 
+--storage private keeps the tensors in GPU-only (private) buffers, as a
+PyTorch MPS tensor may be: the runner uploads and reads them back through a
+shared staging buffer and a blit copy (on emu through the same copy, with the
+memory unreachable from the host). The default, shared, lets the host read and
+write the buffers directly. Results are the same either way.
+
 The runner gets --runner-timeout (default 10m); a runner that crashes is
 reported with its signal and its last lines of stderr. Ctrl-C, SIGTERM and
 SIGHUP kill the runner's whole process group and exit 130 at once.`,
 		Example: `  orchard attn --q q.npy --k k.npy --v v.npy --out out/
-  orchard attn --q q.npy --k k.npy --v v.npy --do do.npy --causal --out grads/`,
+  orchard attn --q q.npy --k k.npy --v v.npy --do do.npy --causal --out grads/
+  orchard attn --q q.npy --k k.npy --v v.npy --storage private --out out/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, r := range []struct{ name, v string }{{"--q", opts.Q}, {"--k", opts.K}, {"--v", opts.V}, {"--out", opts.Out}} {
@@ -66,6 +74,9 @@ SIGHUP kill the runner's whole process group and exit 130 at once.`,
 				if err := attn.CheckScale(opts.Scale); err != nil {
 					return usageErrorf("%v", err)
 				}
+			}
+			if err := attn.CheckStorage(opts.Storage); err != nil {
+				return usageErrorf("%v", err)
 			}
 			if opts.RunnerTimeout <= 0 {
 				return usageErrorf("--runner-timeout must be positive, got %s", opts.RunnerTimeout)
@@ -85,6 +96,7 @@ SIGHUP kill the runner's whole process group and exit 130 at once.`,
 	fl.Float64Var(&opts.Scale, "scale", 0, "softmax `SCALE` in [1.2e-38, 6.9e29] (default 1/sqrt(D))")
 	fl.StringVar(&opts.Out, "out", "", "output `DIR` (created if missing)")
 	fl.BoolVar(&opts.AllowNonFinite, "allow-nonfinite", false, "accept NaN/Inf in the inputs")
+	fl.StringVar(&opts.Storage, "storage", "shared", "buffer storage `MODE`: shared (host-visible) or private (GPU-only, staged through a blit)")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", attn.DefaultRunnerTimeout, "time limit for the runner as `DURATION` (its process group is killed then)")
 	addTargetFlags(cmd, f.Global, backendsAttn)
 	addColorFlag(cmd, f.Global)
@@ -99,6 +111,7 @@ func runAttn(ctx context.Context, opts *AttnOptions) error {
 		Q: opts.Q, K: opts.K, V: opts.V, DO: opts.DO,
 		Causal: opts.Causal, Scale: opts.Scale, Out: opts.Out,
 		AllowNonFinite: opts.AllowNonFinite,
+		Storage:        opts.Storage,
 		Reference:      f.Global.Backend == "reference",
 		Runner:         func(ctx context.Context) (metalkern.Runner, error) { return buildRunner(ctx, f) },
 		Exec:           attn.RunnerExec(opts.RunnerTimeout),

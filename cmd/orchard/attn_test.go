@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,12 +31,27 @@ func TestNewAttnCmdFlags(t *testing.T) {
 	var got *AttnOptions
 	f := &Factory{IO: &IOStreams{}, Global: &GlobalOptions{}}
 	cmd := newAttnCmd(f, func(o *AttnOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"--q", "q.npy", "--k", "k.npy", "--v", "v.npy", "--do", "do.npy", "--causal", "--scale", "0.5", "--out", "o", "--allow-nonfinite"})
+	cmd.SetArgs([]string{"--q", "q.npy", "--k", "k.npy", "--v", "v.npy", "--do", "do.npy", "--causal", "--scale", "0.5", "--out", "o", "--allow-nonfinite", "--storage", "private"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if got.Q != "q.npy" || got.K != "k.npy" || got.V != "v.npy" || got.DO != "do.npy" || !got.Causal || got.Scale != 0.5 || got.Out != "o" || !got.AllowNonFinite {
+	if got.Q != "q.npy" || got.K != "k.npy" || got.V != "v.npy" || got.DO != "do.npy" || !got.Causal || got.Scale != 0.5 || got.Out != "o" || !got.AllowNonFinite ||
+		got.Storage != "private" {
 		t.Errorf("options %+v", got)
+	}
+
+	// --storage defaults to shared; anything else is a usage error naming the choices.
+	cmd = newAttnCmd(f, func(o *AttnOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--q", "q.npy", "--k", "k.npy", "--v", "v.npy", "--out", "o"})
+	if err := cmd.Execute(); err != nil || got.Storage != "shared" {
+		t.Errorf("default storage %q (err %v), want shared", got.Storage, err)
+	}
+	cmd = newAttnCmd(f, func(o *AttnOptions) error { t.Error("ran with --storage managed"); return nil })
+	cmd.SetArgs([]string{"--q", "q.npy", "--k", "k.npy", "--v", "v.npy", "--out", "o", "--storage", "managed"})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--storage must be shared or private") {
+		t.Errorf("--storage managed: %v, want a usage error naming shared and private", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/logs"
 )
 
 // These tests run the real pipeline: the real cmake and compiler build the
@@ -99,6 +101,7 @@ func TestRebuildCachesVerifiesAndForces(t *testing.T) {
 	if r.Backend != "emu" || r.BuildDir != dir {
 		t.Errorf("backend %q build dir %q", r.Backend, r.BuildDir)
 	}
+	checkSmokeRanBothStorageModes(t, r, dir)
 
 	r, code, _ = runJSON(t, "rebuild", "--build-dir", dir, "--explain")
 	if code != 0 {
@@ -171,6 +174,38 @@ func TestRebuildCachesVerifiesAndForces(t *testing.T) {
 		if s.Cached {
 			t.Errorf("--force: step %s cached", s.Name)
 		}
+	}
+}
+
+// The smoke suite runs its cases in shared and in private storage: the
+// kernel-call log says storage=private on the private cases' lines, the
+// logs step counts both modes, and smoke.log names each case's mode.
+func checkSmokeRanBothStorageModes(t *testing.T, r *checks.Report, dir string) {
+	t.Helper()
+	calls := reportCheck(r, logs.CheckKernelCalls)
+	ev := strings.Join(calls.Evidence, "\n")
+	if calls.Status != checks.Pass || !regexp.MustCompile(`storage modes: private \d+, shared \d+ \(expected private \d+, shared \d+\)`).MatchString(ev) {
+		t.Errorf("%s: %s, evidence:\n%s\nwant both storage modes counted and expected", logs.CheckKernelCalls, calls.Status, ev)
+	}
+	data, err := os.ReadFile(logs.KernelLogPath(dir, func(string) string { return "" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]int{}
+	for _, raw := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if l, err := logs.Parse(raw); err == nil && (l.Word == logs.WordFWD || l.Word == logs.WordBWD) {
+			modes[l.Storage]++
+		}
+	}
+	if modes["private"] == 0 || modes["shared"] == 0 || len(modes) != 2 {
+		t.Errorf("kernel-call log storage modes %v: want shared and private lines only", modes)
+	}
+	smokeLog, err := os.ReadFile(filepath.Join(dir, "logs", "steps", "smoke.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(smokeLog), " [private] "); n != 22 {
+		t.Errorf("smoke.log names %d private cases, want 22 of 44:\n%s", n, smokeLog)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/orchardkit/orchard/metalkern"
 	"github.com/orchardkit/orchard/metalkern/npy"
 	"github.com/orchardkit/orchard/metalkern/reference"
 
@@ -131,16 +132,27 @@ func TestAttnBadInputIsExit2AndLeavesNothing(t *testing.T) {
 	}
 }
 
+// Both dtypes in both storage modes (--storage private stages every tensor
+// through a shared buffer and a copy).
 func TestAttnOnEmuMatchesReference(t *testing.T) {
 	build := sharedBuild(t)
 	for _, dt := range []npy.DType{npy.Float32, npy.Float16} {
-		dir, in := attnFixture(t, 2, 1, 33, 20, 24, dt)
-		out := filepath.Join(dir, "out")
-		code, _, stderr := runCLI(t, nil, "attn", "--build-dir", build, "--out", out,
-			"--q", filepath.Join(dir, "q.npy"), "--k", filepath.Join(dir, "k.npy"), "--v", filepath.Join(dir, "v.npy"), "--do", filepath.Join(dir, "do.npy"))
-		if code != 0 {
-			t.Fatalf("%s: exit %d: %s", dt, code, stderr)
+		for _, storage := range metalkern.Storages {
+			dir, in := attnFixture(t, 2, 1, 33, 20, 24, dt)
+			out := filepath.Join(dir, "out")
+			code, _, stderr := runCLI(t, nil, "attn", "--build-dir", build, "--out", out, "--storage", storage,
+				"--q", filepath.Join(dir, "q.npy"), "--k", filepath.Join(dir, "k.npy"), "--v", filepath.Join(dir, "v.npy"), "--do", filepath.Join(dir, "do.npy"))
+			if code != 0 {
+				t.Fatalf("%s %s: exit %d: %s", dt, storage, code, stderr)
+			}
+			attnCheckReference(t, dt, storage, in, out)
 		}
+	}
+}
+
+func attnCheckReference(t *testing.T, dt npy.DType, storage string, in map[string]*npy.Array, out string) {
+	t.Helper()
+	{
 		s := reference.Shape{B: 2, H: 1, Nq: 33, Nk: 20, D: 24}
 		q, k, v := reference.Float64s(in["q"].Data), reference.Float64s(in["k"].Data), reference.Float64s(in["v"].Data)
 		o, lse := reference.Forward(q, k, v, s, false, reference.DefaultScale(24))
@@ -159,7 +171,7 @@ func TestAttnOnEmuMatchesReference(t *testing.T) {
 				t.Errorf("%s %s: dtype %s", dt, name, a.DType)
 			}
 			if e := reference.RelErr(a.Data, ref); !(e <= tol.MaxRelErr) {
-				t.Errorf("%s %s: rel err %g > %g", dt, name, e, tol.MaxRelErr)
+				t.Errorf("%s %s %s: rel err %g > %g", dt, storage, name, e, tol.MaxRelErr)
 			}
 		}
 	}

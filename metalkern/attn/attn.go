@@ -50,6 +50,9 @@ type Options struct {
 	Causal  bool
 	Scale   float64 // 0: 1/sqrt(D); otherwise in [MinScale, MaxScale]
 	Out     string  // output directory, created if missing
+	// Storage is where the runner keeps the tensors: metalkern.StorageShared
+	// or StoragePrivate ("" = shared). Unused with Reference.
+	Storage string
 	// AllowNonFinite accepts NaN and ±Inf in the inputs.
 	AllowNonFinite bool
 	// Reference computes in float64 in Go instead of running the runner.
@@ -88,6 +91,14 @@ func CheckScale(scale float64) error {
 	return nil
 }
 
+// CheckStorage returns an *InputError unless storage is "", shared or private.
+func CheckStorage(storage string) error {
+	if storage != "" && !slices.Contains(metalkern.Storages, storage) {
+		return inputErrorf("--storage must be shared or private, not %q", storage)
+	}
+	return nil
+}
+
 // Run validates the inputs, computes the attention and writes the outputs
 // into opts.Out. Afterwards opts.Out holds exactly this run's outputs (the
 // gradients of an earlier run are removed when opts.DO is empty); on any
@@ -102,6 +113,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		if err := CheckScale(opts.Scale); err != nil {
 			return Result{}, err
 		}
+	}
+	if err := CheckStorage(opts.Storage); err != nil {
+		return Result{}, err
 	}
 	if !opts.Reference && (opts.Runner == nil || opts.Exec == nil) {
 		return Result{}, errors.New("attn: Options.Runner and Options.Exec are required without Reference")
@@ -165,7 +179,8 @@ func runRunner(ctx context.Context, in *inputs, opts Options, st *stage) error {
 	if err != nil {
 		return err
 	}
-	req := metalkern.Request{Q: abs(opts.Q), K: abs(opts.K), V: abs(opts.V), Causal: opts.Causal, Scale: opts.Scale, Out: st.dir}
+	req := metalkern.Request{Q: abs(opts.Q), K: abs(opts.K), V: abs(opts.V), Causal: opts.Causal, Scale: opts.Scale, Out: st.dir,
+		Storage: opts.Storage}
 	if in.do != nil {
 		req.DO = abs(opts.DO)
 	}

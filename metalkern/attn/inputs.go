@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/orchardkit/orchard/metalkern"
 	"github.com/orchardkit/orchard/metalkern/npy"
 	"github.com/orchardkit/orchard/metalkern/reference"
 )
@@ -88,7 +89,7 @@ func checkInputs(opts Options) (*inputs, error) {
 		mem = SystemMemory
 	}
 	if avail, ok := mem(); ok {
-		if need := in.peakBytes(opts.Reference); need > avail {
+		if need := in.peakBytes(opts.Reference, opts.Storage == metalkern.StoragePrivate); need > avail {
 			big := in.q
 			for _, t := range in.tensors() {
 				if t.h.Elements() > big.h.Elements() {
@@ -119,8 +120,9 @@ func checkInputs(opts Options) (*inputs, error) {
 // dv) in float64 and converts one output at a time to float32 to write it.
 // The runner holds each input twice in its dtype (the file's array and the
 // device buffer) and allocates o and lse (then delta, dq, dk, dv); orchard
-// itself then only scans the inputs in fixed-size chunks.
-func (in *inputs) peakBytes(ref bool) uint64 {
+// itself then only scans the inputs in fixed-size chunks. Private storage
+// adds, for one tensor at a time, a shared staging buffer and a host copy.
+func (in *inputs) peakBytes(ref, private bool) uint64 {
 	s := in.shape
 	nq, nk, rows := uint64(s.B*s.H*s.Nq*s.D), uint64(s.B*s.H*s.Nk*s.D), uint64(s.B*s.H*s.Nq)
 	size := uint64(in.q.h.DType.Size())
@@ -138,6 +140,9 @@ func (in *inputs) peakBytes(ref bool) uint64 {
 	n := 2*size*all + size*outs + 4*rows
 	if bwd {
 		n += 4 * rows // delta
+	}
+	if private {
+		n += 2 * max(size*largest, 4*rows)
 	}
 	return n + 1<<20 // orchard's scan buffers
 }

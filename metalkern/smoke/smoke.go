@@ -23,6 +23,20 @@ type Case struct {
 	Shape  reference.Shape
 	Causal bool
 	DType  npy.DType
+	// Storage is where the runner keeps the tensors (metalkern.Storages;
+	// "" = the runner's default, shared).
+	Storage string
+	// BufferOffset binds every tensor this many bytes into its buffer (a
+	// multiple of 4; the runner's --buffer-offset test knob). 0 = none.
+	BufferOffset int
+}
+
+// StorageName is the case's storage mode, "shared" when unset.
+func (c Case) StorageName() string {
+	if c.Storage == "" {
+		return metalkern.StorageShared
+	}
+	return c.Storage
 }
 
 // Name is a stable, readable id: "f32-causal-b1h2-77x77-d80".
@@ -41,7 +55,10 @@ func (c Case) Name() string {
 
 // Suite returns the built-in cases: awkward sizes (tails in every
 // dimension), head dims 1..256, Nq ≠ Nk, causal and not, float32 and
-// float16, several batch×heads. 44 cases.
+// float16, several batch×heads. 44 cases, half in shared and half in
+// private storage, so that the host's direct path and its staging path
+// (private: a shared staging buffer and a copy) both run on every backend
+// at no cost in cases.
 //
 // Composition (docs/perf.md: the suite must stay within a few seconds on
 // fibers; a case costs roughly Nq·Nk·bd·B·H):
@@ -52,7 +69,12 @@ func (c Case) Name() string {
 //     still sees both dtypes AND both masks: (float32, causal) + (float16,
 //     full) or the converse, alternating so that every combination occurs
 //     on a large shape too; the largest, 384×384 at D=95, runs one head
-//     (it alone was half of the suite's time), 256×64 keeps B·H = 2.
+//     (it alone was half of the suite's time), 256×64 keeps B·H = 2;
+//   - storage: a four-combination shape runs shared, private, private,
+//     shared (or the converse, alternating by shape), so it runs each dtype
+//     and each mask in both modes (the staging copies differ by element
+//     size) and the suite every dtype × mask combination in both; a
+//     two-case shape runs one case in each mode.
 func Suite() []Case {
 	type combo struct {
 		dt     npy.DType
@@ -72,19 +94,21 @@ func Suite() []Case {
 		{33, 33, 256, 1, 2, all}, {50, 130, 64, 1, 2, all}, {130, 50, 64, 1, 2, all},
 	}
 	var out []Case
-	for _, s := range shapes {
-		for _, c := range s.combos {
-			out = append(out, Case{Shape: reference.Shape{B: s.b, H: s.h, Nq: s.nq, Nk: s.nk, D: s.d}, Causal: c.causal, DType: c.dt})
+	for k, s := range shapes {
+		for j, c := range s.combos {
+			out = append(out, Case{Shape: reference.Shape{B: s.b, H: s.h, Nq: s.nq, Nk: s.nk, D: s.d}, Causal: c.causal, DType: c.dt,
+				Storage: metalkern.Storages[(j+j/2+k)%2]})
 		}
 	}
 	return out
 }
 
-// RaceSuite is the few small cases run under ThreadSanitizer.
+// RaceSuite is the few small cases run under ThreadSanitizer, one in each
+// storage mode.
 func RaceSuite() []Case {
 	return []Case{
-		{Shape: reference.Shape{B: 1, H: 1, Nq: 20, Nk: 20, D: 16}, Causal: true, DType: npy.Float32},
-		{Shape: reference.Shape{B: 1, H: 1, Nq: 17, Nk: 9, D: 8}, Causal: false, DType: npy.Float16},
+		{Shape: reference.Shape{B: 1, H: 1, Nq: 20, Nk: 20, D: 16}, Causal: true, DType: npy.Float32, Storage: metalkern.StorageShared},
+		{Shape: reference.Shape{B: 1, H: 1, Nq: 17, Nk: 9, D: 8}, Causal: false, DType: npy.Float16, Storage: metalkern.StoragePrivate},
 	}
 }
 
@@ -234,6 +258,7 @@ func runCase(ctx context.Context, exec metalkern.Exec, r metalkern.Runner, dir s
 	st, err := r.Run(ctx, exec, metalkern.Request{
 		Q: filepath.Join(dir, "q.npy"), K: filepath.Join(dir, "k.npy"), V: filepath.Join(dir, "v.npy"),
 		DO: filepath.Join(dir, "do.npy"), Causal: c.Causal, Out: outDir, Mode: mode, Env: env,
+		Storage: c.Storage, BufferOffset: c.BufferOffset,
 	})
 	rf := <-refc
 	res.Elapsed = time.Since(start)

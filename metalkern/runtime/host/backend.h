@@ -8,7 +8,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,12 +29,42 @@ struct Limits {
   uint32_t simd_width = 32;
 };
 
-// A buffer the host can read and write through `data` (shared storage).
+// Where a buffer's memory lives (MTLStorageMode). Shared: the host reads and
+// writes it through Buffer::data(). Private: GPU-only, no host pointer on
+// either backend (on Metal `contents` is NULL; emu keeps the memory inside
+// the backend's handle); the host reaches it only through Backend::copy,
+// which upload() and download() below do through a shared staging buffer.
+enum class Storage { kShared, kPrivate };
+
+inline const char* storage_name(Storage s) { return s == Storage::kPrivate ? "private" : "shared"; }
+
+// Offsets and sizes of Backend::copy must be multiples of this (Metal on
+// macOS: copyFromBuffer's offsets and size), and so must Buffer::offset.
+// Every allocation is padded so that a tensor's bytes rounded up to it fit.
+constexpr size_t kCopyAlign = 4;
+
+inline size_t copy_span(size_t bytes) { return (bytes + kCopyAlign - 1) / kCopyAlign * kCopyAlign; }
+
+// A tensor's buffer: `bytes` bytes starting `offset` bytes into a backend
+// allocation (kernels see the buffer at its offset, as Metal's
+// setBuffer:offset:atIndex: binds it; PyTorch tensors arrive that way).
 struct Buffer {
-  void* data = nullptr;
   size_t bytes = 0;
+  size_t offset = 0;
+  Storage storage = Storage::kShared;
   std::string label;
-  std::shared_ptr<void> impl;  // backend-private handle
+  std::shared_ptr<void> impl;  // backend-private handle (owns the allocation)
+  void* host = nullptr;        // shared storage only: the bytes at offset; null for private
+
+  // The host's view of the bytes. Throws std::logic_error for a private
+  // buffer: host code must go through upload()/download().
+  void* data() const {
+    if (storage != Storage::kShared || host == nullptr)
+      throw std::logic_error("buffer '" + label + "' is in " + storage_name(storage) +
+                             " storage: the host cannot read or write it directly; use upload()/download() "
+                             "(a shared staging buffer and Backend::copy)");
+    return host;
+  }
 };
 
 // One kernel argument: a buffer bound at [[buffer(index)]], or small
@@ -88,7 +120,18 @@ class Backend {
   // the pipelines; emu: looks them up), so no dispatch's time includes it.
   // Throws std::runtime_error naming a kernel that is missing or unusable.
   virtual void prepare(const std::vector<std::string>& kernels) = 0;
-  virtual Buffer alloc(size_t bytes, const std::string& label) = 0;
+  // A buffer of `bytes` bytes at `offset` (a multiple of kCopyAlign) into an
+  // allocation of at least offset + copy_span(bytes) bytes. Shared buffers
+  // start zeroed; a private buffer's contents are undefined until written
+  // (emu fills them with 0xFF bytes, NaN, so that nothing relies on zeros).
+  virtual Buffer alloc(size_t bytes, const std::string& label, Storage storage = Storage::kShared,
+                       size_t offset = 0) = 0;
+  // Copies `bytes` from src (starting src_off bytes into it) to dst (dst_off
+  // bytes into it), to completion; offsets are from each buffer's own offset,
+  // all three multiples of kCopyAlign, and each range within
+  // copy_span(buffer.bytes). Works for any mix of storage modes (a blit on
+  // Metal). Throws std::runtime_error naming both buffers on bad arguments.
+  virtual void copy(const Buffer& src, size_t src_off, const Buffer& dst, size_t dst_off, size_t bytes) = 0;
   // Runs one dispatch to completion (one command buffer on Metal) and returns
   // its device time in seconds (see time_source()). Throws std::runtime_error
   // with a message that names the kernel (and, for emu, the threads involved)
@@ -96,6 +139,48 @@ class Backend {
   virtual double dispatch(const std::string& kernel, Dim3 groups, Dim3 threads_per_group,
                           const std::vector<Arg>& args) = 0;
 };
+
+// Checks copy()'s arguments (both backends): throws std::runtime_error.
+inline void check_copy(const Buffer& src, size_t src_off, const Buffer& dst, size_t dst_off, size_t bytes) {
+  auto what = [&] {
+    return "copy of " + std::to_string(bytes) + " bytes from '" + src.label + "'+" + std::to_string(src_off) +
+           " to '" + dst.label + "'+" + std::to_string(dst_off);
+  };
+  if (src_off % kCopyAlign || dst_off % kCopyAlign || bytes % kCopyAlign)
+    throw std::runtime_error(what() + ": offsets and size must be multiples of " + std::to_string(kCopyAlign) +
+                             " (Metal's blit copy on macOS)");
+  if (src_off > copy_span(src.bytes) || bytes > copy_span(src.bytes) - src_off || dst_off > copy_span(dst.bytes) ||
+      bytes > copy_span(dst.bytes) - dst_off)
+    throw std::runtime_error(what() + ": out of range ('" + src.label + "' has " + std::to_string(src.bytes) +
+                             " bytes, '" + dst.label + "' " + std::to_string(dst.bytes) + ")");
+}
+
+// Writes the whole of dst (dst.bytes bytes from src): directly for shared
+// storage, else through a shared staging buffer and Backend::copy (of the
+// rounded span: the bytes past dst.bytes are the allocation's padding).
+inline void upload(Backend& be, const Buffer& dst, const void* src) {
+  if (dst.bytes == 0) return;
+  if (dst.storage == Storage::kShared) {
+    std::memcpy(dst.data(), src, dst.bytes);
+    return;
+  }
+  Buffer staging = be.alloc(dst.bytes, dst.label + ".staging", Storage::kShared, 0);
+  std::memcpy(staging.data(), src, dst.bytes);
+  be.copy(staging, 0, dst, 0, copy_span(dst.bytes));
+}
+
+// Reads the whole of src (src.bytes bytes into dst): directly for shared
+// storage, else through Backend::copy into a shared staging buffer.
+inline void download(Backend& be, const Buffer& src, void* dst) {
+  if (src.bytes == 0) return;
+  if (src.storage == Storage::kShared) {
+    std::memcpy(dst, src.data(), src.bytes);
+    return;
+  }
+  Buffer staging = be.alloc(src.bytes, src.label + ".staging", Storage::kShared, 0);
+  be.copy(src, 0, staging, 0, copy_span(src.bytes));
+  std::memcpy(dst, staging.data(), src.bytes);
+}
 
 // Defined by exactly one of emu_backend.cpp / metal_backend.mm.
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts);

@@ -103,17 +103,31 @@ class EmuBackend final : public Backend {
     return out;
   }
 
-  Buffer alloc(size_t bytes, const std::string& label) override {
-    size_t n = (std::max<size_t>(bytes, 1) + kBufferAlign - 1) / kBufferAlign * kBufferAlign;
+  // The memory lives in the handle (impl) only: a private buffer has no
+  // host pointer, as on Metal, so host code that touches it fails in tests.
+  Buffer alloc(size_t bytes, const std::string& label, Storage storage, size_t offset) override {
+    if (offset % kCopyAlign)
+      throw std::runtime_error("emu: buffer '" + label + "' at offset " + std::to_string(offset) +
+                               ": offsets must be multiples of " + std::to_string(kCopyAlign));
+    const size_t need = offset + copy_span(std::max<size_t>(bytes, 1));
+    size_t n = (need + kBufferAlign - 1) / kBufferAlign * kBufferAlign;
     void* p = std::aligned_alloc(kBufferAlign, n);
     if (!p) throw std::runtime_error("emu: cannot allocate " + std::to_string(bytes) + " bytes for '" + label + "'");
-    std::memset(p, 0, n);  // Metal's new buffers are zeroed too
+    // Metal's new shared buffers are zeroed too; private contents are undefined there.
+    std::memset(p, storage == Storage::kShared ? 0 : 0xFF, n);
     Buffer b;
-    b.data = p;
     b.bytes = bytes;
+    b.offset = offset;
+    b.storage = storage;
     b.label = label;
-    b.impl = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+    b.impl = std::make_shared<Allocation>(p, n);
+    if (storage == Storage::kShared) b.host = static_cast<char*>(p) + offset;
     return b;
+  }
+
+  void copy(const Buffer& src, size_t src_off, const Buffer& dst, size_t dst_off, size_t bytes) override {
+    check_copy(src, src_off, dst, dst_off, bytes);
+    std::memmove(at(dst, "copy to") + dst_off, at(src, "copy from") + src_off, bytes);
   }
 
   double dispatch(const std::string& kernel, Dim3 groups, Dim3 tpg, const std::vector<Arg>& args) override {
@@ -131,9 +145,9 @@ class EmuBackend final : public Backend {
                                  std::to_string(orchard_emu::kMaxBuffers - 1));
       if (l.buf[a.index]) throw std::runtime_error(who + ": buffer index " + std::to_string(a.index) + " bound twice");
       if (a.kind == Arg::kBuffer) {
-        if (!a.buffer || !a.buffer->data)
+        if (!a.buffer || !a.buffer->impl)
           throw std::runtime_error(who + ": buffer index " + std::to_string(a.index) + " is bound to no buffer");
-        l.buf[a.index] = a.buffer->data;
+        l.buf[a.index] = at(*a.buffer, who.c_str());  // the kernel sees the buffer at its offset
         l.len[a.index] = a.buffer->bytes;
       } else {
         // Apple: setBytes:length:atIndex: is "for single-use data smaller than 4 KB";
@@ -161,6 +175,25 @@ class EmuBackend final : public Backend {
   }
 
  private:
+  // Owns one allocation (a Buffer's impl).
+  struct Allocation {
+    Allocation(void* p, size_t n) : base(p), size(n) {}
+    ~Allocation() { std::free(base); }
+    Allocation(const Allocation&) = delete;
+    Allocation& operator=(const Allocation&) = delete;
+    void* base;
+    size_t size;
+  };
+
+  // The device address of b's bytes (its allocation + offset).
+  static char* at(const Buffer& b, const char* what) {
+    auto* a = static_cast<Allocation*>(b.impl.get());
+    if (!a || b.offset + copy_span(b.bytes) > a->size)
+      throw std::runtime_error(std::string("emu: ") + what + " buffer '" + b.label +
+                               "': not a buffer this backend allocated");
+    return static_cast<char*>(a->base) + b.offset;
+  }
+
   std::string available() const {
     auto names = kernels();
     if (names.empty()) return "this runner was built without kernels";

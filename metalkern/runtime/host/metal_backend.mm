@@ -5,9 +5,10 @@
 // default device). This file cannot be compiled on Linux; it is kept thin:
 // choose the device (device_pick.h over MTLCopyAllDevices), load the
 // .metallib, one pipeline per kernel (made by prepare() before anything is
-// timed), shared-storage buffers the host reads directly, params via
-// setBytes, one command buffer per dispatch (from a descriptor asking for
-// encoder execution status), checked and timed with GPUStartTime/GPUEndTime.
+// timed), shared or private buffers bound at their offset (private ones
+// reached only through blit copies), params via setBytes, one command buffer
+// per dispatch (from a descriptor asking for encoder execution status),
+// checked and timed with GPUStartTime/GPUEndTime.
 // Errors are collected as strings inside @autoreleasepool blocks and thrown
 // after the pool has drained (C++ exceptions must not unwind through a pool).
 // docs/runtime.md lists what here only a Mac can prove.
@@ -141,19 +142,29 @@ class MetalBackend final : public Backend {
     return out;
   }
 
-  Buffer alloc(size_t bytes, const std::string& label) override {
+  // Shared buffers expose `contents` + offset to the host; private ones
+  // (MTLResourceStorageModePrivate) have no host pointer (`contents` is NULL).
+  Buffer alloc(size_t bytes, const std::string& label, Storage storage, size_t offset) override {
     Buffer b;
     std::string error;
+    if (offset % kCopyAlign) {
+      throw std::runtime_error("buffer " + label + " at offset " + std::to_string(offset) +
+                               ": offsets must be multiples of " + std::to_string(kCopyAlign));
+    }
     @autoreleasepool {
-      id<MTLBuffer> mb = [device_ newBufferWithLength:std::max<size_t>(bytes, 16)
-                                              options:MTLResourceStorageModeShared];
+      const MTLResourceOptions mode = storage == Storage::kPrivate ? MTLResourceStorageModePrivate
+                                                                   : MTLResourceStorageModeShared;
+      id<MTLBuffer> mb = [device_ newBufferWithLength:std::max<size_t>(offset + copy_span(bytes), 16)
+                                              options:mode];
       if (mb == nil) {
-        error = "cannot allocate " + std::to_string(bytes) + " bytes for buffer " + label +
-                " on " + device_name_;
+        error = "cannot allocate " + std::to_string(bytes) + " bytes (" + storage_name(storage) +
+                ") for buffer " + label + " on " + device_name_;
       } else {
         mb.label = [NSString stringWithUTF8String:label.c_str()];
-        b.data = mb.contents;
+        if (storage == Storage::kShared) b.host = static_cast<char*>(mb.contents) + offset;
         b.bytes = bytes;
+        b.offset = offset;
+        b.storage = storage;
         b.label = label;
         auto* holder = new MetalBuffer{mb};
         b.impl = std::shared_ptr<void>(holder,
@@ -162,6 +173,16 @@ class MetalBackend final : public Backend {
     }
     if (!error.empty()) throw std::runtime_error(error);
     return b;
+  }
+
+  void copy(const Buffer& src, size_t src_off, const Buffer& dst, size_t dst_off,
+            size_t bytes) override {
+    check_copy(src, src_off, dst, dst_off, bytes);
+    std::string error;
+    @autoreleasepool {
+      error = blit(src, src_off, dst, dst_off, bytes);
+    }
+    if (!error.empty()) throw std::runtime_error(error);
   }
 
   double dispatch(const std::string& kernel, Dim3 groups, Dim3 threads,
@@ -176,6 +197,36 @@ class MetalBackend final : public Backend {
   }
 
  private:
+  // One blit command buffer with copyFromBuffer (offsets from each buffer's
+  // offset), waited for; returns an error message or "".
+  std::string blit(const Buffer& src, size_t src_off, const Buffer& dst, size_t dst_off,
+                   size_t bytes) {
+    auto* s = static_cast<MetalBuffer*>(src.impl.get());
+    auto* d = static_cast<MetalBuffer*>(dst.impl.get());
+    if (s == nullptr || s->buffer == nil || d == nullptr || d->buffer == nil) {
+      return "copy from buffer " + src.label + " to " + dst.label +
+             ": not buffers allocated by the Metal backend";
+    }
+    id<MTLCommandBuffer> cb = [queue_ commandBuffer];
+    if (cb == nil) return "copy to buffer " + dst.label + ": cannot create a command buffer";
+    id<MTLBlitCommandEncoder> enc = [cb blitCommandEncoder];
+    if (enc == nil) return "copy to buffer " + dst.label + ": cannot create a blit encoder";
+    [enc copyFromBuffer:s->buffer
+           sourceOffset:NSUInteger(src.offset + src_off)
+               toBuffer:d->buffer
+      destinationOffset:NSUInteger(dst.offset + dst_off)
+                   size:NSUInteger(bytes)];
+    [enc endEncoding];
+    [cb commit];
+    [cb waitUntilCompleted];
+    if (cb.status != MTLCommandBufferStatusCompleted) {
+      return "copy from buffer " + src.label + " to " + dst.label +
+             " failed: command buffer status " + status_name(cb.status) + " (" +
+             std::to_string(int(cb.status)) + "): " + describe(cb.error);
+    }
+    return "";
+  }
+
   // Chooses the device: --device, else $ORCHARD_METAL_DEVICE, else the first
   // non-paravirtual Apple7+ device MTLCopyAllDevices() lists, else the
   // default device. Returns an error message or "".
@@ -311,7 +362,8 @@ class MetalBackend final : public Backend {
           return "kernel " + kernel + ": argument [[buffer(" + std::to_string(a.index) +
                  ")]] is not a buffer allocated by the Metal backend";
         }
-        [enc setBuffer:mb->buffer offset:0 atIndex:NSUInteger(a.index)];
+        // At the buffer's offset (a multiple of kCopyAlign; device T* needs sizeof(T) <= 4 here).
+        [enc setBuffer:mb->buffer offset:NSUInteger(a.buffer->offset) atIndex:NSUInteger(a.index)];
       } else {
         if (a.length == 0 || a.length >= 4096) {
           [enc endEncoding];

@@ -2,7 +2,8 @@
 //
 //   orchard-runner [common flags] info
 //   orchard-runner [common flags] run --q Q.npy --k K.npy --v V.npy [--do DO.npy] [--causal]
-//                                     [--scale S] --out DIR
+//                                     [--scale S] [--storage shared|private]
+//                                     [--buffer-offset BYTES] --out DIR
 //   common flags: [--mode fibers|threads] [--workers N] [--library PATH] [--run-id ID]
 //
 // The contract (files, JSON, exit codes) is documented in docs/runtime.md.
@@ -40,13 +41,17 @@ struct UsageError : std::runtime_error {
 const char kUsage[] =
     "usage: orchard-runner [common flags] info\n"
     "       orchard-runner [common flags] run --q Q.npy --k K.npy --v V.npy [--do DO.npy]\n"
-    "                                         [--causal] [--scale S] --out DIR\n"
+    "                                         [--causal] [--scale S] [--storage shared|private]\n"
+    "                                         [--buffer-offset BYTES] --out DIR\n"
     "common flags: --mode fibers|threads (emu), --workers N (emu), --run-id ID (tags log lines),\n"
     "              --library PATH (metal; default: orchard.metallib next to the runner),\n"
     "              --device NAME (a substring of the device name; metal also reads\n"
     "              $ORCHARD_METAL_DEVICE)\n"
     "Writes DIR/o.npy, DIR/lse.npy (natural log, float32) and with --do dq.npy, dk.npy,\n"
     "dv.npy; prints one JSON line. Exit 0 ok, 1 kernel/runtime failure, 2 bad input.\n"
+    "--storage: where the tensors live (default shared; private: GPU-only, reached through\n"
+    "a shared staging buffer and a blit). --buffer-offset: a test/diagnostic knob that\n"
+    "binds every tensor that many bytes (a multiple of 4) into its allocation.\n"
     "Logs: ORCHARD_DEBUG_FLASH_ATN=1 appends to $ORCHARD_KERNEL_LOG, ORCHARD_TENSOR_PROFILE=1\n"
     "to $ORCHARD_TENSOR_PROFILE_LOG; run id from --run-id, else $ORCHARD_RUN_ID.\n"
     "ORCHARD_DISPATCH_GROUPS=N caps the threadgroups of one dispatch (testing the split).\n";
@@ -64,7 +69,8 @@ Args parse_args(int argc, char** argv) {
   static const std::map<std::string, bool> kTakesValue = {
       {"--q", true},       {"--k", true},       {"--v", true},      {"--do", true},
       {"--causal", false}, {"--scale", true},   {"--out", true},    {"--mode", true},
-      {"--workers", true}, {"--library", true}, {"--run-id", true}, {"--device", true}};
+      {"--workers", true}, {"--library", true}, {"--run-id", true}, {"--device", true},
+      {"--storage", true}, {"--buffer-offset", true}};
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string f = argv[i];
@@ -201,9 +207,6 @@ int cmd_info(const Args& a) {
 
 // ---- run ----------------------------------------------------------------
 
-// Both backends allocate shared-storage buffers (the host reads and writes them).
-const char kStorage[] = "shared";
-
 struct Input {
   std::string path;
   NpyArray arr;
@@ -252,16 +255,25 @@ void check_same(const Input& x, const Input& ref, const char* what, bool same_n)
   }
 }
 
-void poison(const Buffer& b, DType dt) {
+// Fills b with NaN: in place when shared, else through upload() (a private
+// buffer is not host-visible).
+void poison(Backend& be, const Buffer& b, DType dt) {
+  std::vector<unsigned char> staged;
+  unsigned char* p = nullptr;
+  if (b.storage == Storage::kShared) {
+    p = static_cast<unsigned char*>(b.data());
+  } else {
+    staged.resize(b.bytes);
+    p = staged.data();
+  }
   if (dt == DType::kF32) {
     const uint32_t nan = 0x7fc00000u;
-    auto* p = static_cast<uint32_t*>(b.data);
-    for (size_t i = 0; i < b.bytes / 4; ++i) p[i] = nan;
+    for (size_t i = 0; i + 4 <= b.bytes; i += 4) std::memcpy(p + i, &nan, 4);
   } else {
     const uint16_t nan = 0x7e00u;
-    auto* p = static_cast<uint16_t*>(b.data);
-    for (size_t i = 0; i < b.bytes / 2; ++i) p[i] = nan;
+    for (size_t i = 0; i + 2 <= b.bytes; i += 2) std::memcpy(p + i, &nan, 2);
   }
+  if (b.storage != Storage::kShared) upload(be, b, p);
 }
 
 // One run's buffers and dispatches. Every allocation is an ALLOC line and every
@@ -269,22 +281,31 @@ void poison(const Buffer& b, DType dt) {
 // the log's counts equal the dispatches the JSON line reports.
 class Session {
  public:
-  Session(Backend& be, RunLog& log, const AttnShape& shape, const AttnParams& prm)
-      : be_(be), log_(log), shape_(shape), prm_(prm) {}
+  Session(Backend& be, RunLog& log, const AttnShape& shape, const AttnParams& prm, Storage storage,
+          size_t offset)
+      : be_(be), log_(log), shape_(shape), prm_(prm), storage_(storage), offset_(offset) {}
 
-  // A buffer for a tensor of the given dims and dtype.
+  // A buffer for a tensor of the given dims and dtype, in the run's storage
+  // mode, bound at the run's offset.
   Buffer alloc(const std::string& name, const std::vector<int64_t>& dims, DType dt) {
     size_t bytes = dtype_size(dt);
     for (int64_t d : dims) bytes *= size_t(d);
-    Buffer b = be_.alloc(bytes, name);
-    log_.alloc(name, bytes, kStorage, dims, dtype_tag(dt));
+    Buffer b = be_.alloc(bytes, name, storage_, offset_);
+    log_.alloc(name, bytes, storage_name(storage_), dims, dtype_tag(dt));
     return b;
   }
 
   Buffer upload(const Input& in, const std::string& name) {
     Buffer b = alloc(name, in.arr.shape, shape_.dtype);
-    std::memcpy(b.data, in.arr.data.data(), b.bytes);  // read_npy: data is count * itemsize
+    orchard::upload(be_, b, in.arr.data.data());  // read_npy: data is count * itemsize
     return b;
+  }
+
+  // The bytes of b, read back through download() (staged when private).
+  std::vector<unsigned char> download(const Buffer& b) {
+    std::vector<unsigned char> host(b.bytes);
+    orchard::download(be_, b, host.data());
+    return host;
   }
 
   // Poisons the outputs with NaN, checks limits, then runs the pass as one or
@@ -295,7 +316,7 @@ class Session {
                 const std::vector<std::pair<const Buffer*, DType>>& outs) {
     std::string name = kernel_name(pass, shape_.dtype, t);
     current_ = name;
-    for (const auto& o : outs) poison(*o.first, o.second);
+    for (const auto& o : outs) poison(be_, *o.first, o.second);
     Limits lim = be_.limits();
     size_t tg = threadgroup_bytes(pass, t);
     if (uint32_t(kThreadsPerGroup) > lim.max_threads_per_threadgroup ||
@@ -344,7 +365,7 @@ class Session {
       ++ps.dispatches;
       ++(bwd ? bwd_ : fwd_);
       log_.call(bwd, name, {shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D},
-                dtype_tag(shape_.dtype), shape_.causal, kStorage,
+                dtype_tag(shape_.dtype), shape_.causal, storage_name(storage_),
                 std::chrono::duration_cast<std::chrono::microseconds>(dt).count(),
                 int64_t(std::llround(device_s * 1e6)), time_source_name(be_.time_source()), of);
     }
@@ -416,6 +437,8 @@ class Session {
   RunLog& log_;
   AttnShape shape_;
   AttnParams prm_;
+  Storage storage_;
+  size_t offset_;
   uint64_t group_cap_ = 0;
   double ms_ = 0, device_ms_ = 0;
   int fwd_ = 0, bwd_ = 0;
@@ -438,9 +461,38 @@ uint64_t dispatch_group_cap() {
   return n;
 }
 
-void save(const std::string& dir, const char* file, NpyType type, std::vector<int64_t> shape,
-          const Buffer& b) {
-  write_npy((std::filesystem::path(dir) / file).string(), type, shape, b.data, b.bytes);
+// Writes b to dir/file: straight from a shared buffer, else from a download().
+void save(Session& ses, const std::string& dir, const char* file, NpyType type,
+          std::vector<int64_t> shape, const Buffer& b) {
+  const std::string path = (std::filesystem::path(dir) / file).string();
+  if (b.storage == Storage::kShared) {
+    write_npy(path, type, shape, b.data(), b.bytes);
+    return;
+  }
+  std::vector<unsigned char> host = ses.download(b);
+  write_npy(path, type, shape, host.data(), host.size());
+}
+
+// --storage (default shared).
+Storage storage_flag(const Args& a) {
+  if (!a.flags.count("--storage")) return Storage::kShared;
+  const std::string s = flag(a, "--storage");
+  if (s == "shared") return Storage::kShared;
+  if (s == "private") return Storage::kPrivate;
+  throw UsageError("--storage must be shared or private, got \"" + s + "\"");
+}
+
+// --buffer-offset (default 0): a multiple of 4 up to 1 MiB.
+size_t offset_flag(const Args& a) {
+  if (!a.flags.count("--buffer-offset")) return 0;
+  const std::string s = flag(a, "--buffer-offset");
+  char* end = nullptr;
+  long n = std::strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || n < 0 || n > (1L << 20) || n % long(kCopyAlign) != 0) {
+    throw UsageError("--buffer-offset must be a multiple of " + std::to_string(kCopyAlign) +
+                     " bytes in 0..1048576 (each tensor's elements stay aligned), got \"" + s + "\"");
+  }
+  return size_t(n);
 }
 
 int cmd_run(const Args& a) {
@@ -496,6 +548,8 @@ int cmd_run(const Args& a) {
   prm.scale_log2 = float(scale * 1.4426950408889634);
   prm.group_x0 = prm.group_y0 = prm.group_z0 = 0;  // set per dispatch by Session
   const uint64_t group_cap = dispatch_group_cap();
+  const Storage storage = storage_flag(a);
+  const size_t offset = offset_flag(a);
 
   std::string out = flag(a, "--out");
   std::error_code ec;
@@ -507,7 +561,7 @@ int cmd_run(const Args& a) {
 
   std::unique_ptr<Backend> be = make_backend(backend_options(a));
   RunLog log(be->name(), run_id);
-  Session ses(*be, log, shape, prm);
+  Session ses(*be, log, shape, prm, storage, offset);
   ses.set_group_cap(group_cap);
   const char* op = "fwd";  // the pass under way, for an ERROR line
   try {
@@ -526,8 +580,8 @@ int cmd_run(const Args& a) {
                  {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bo),
                   Arg::buf(4, bl)},
                  {{&bo, shape.dtype}, {&bl, DType::kF32}});
-    save(out, "o.npy", nt, oshape, bo);
-    save(out, "lse.npy", NpyType::kF4, rshape, bl);
+    save(ses, out, "o.npy", nt, oshape, bo);
+    save(ses, out, "lse.npy", NpyType::kF4, rshape, bl);
 
     if (bwd) {
       op = "bwd";
@@ -549,9 +603,9 @@ int cmd_run(const Args& a) {
                    {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bdo),
                     Arg::buf(4, bl), Arg::buf(5, bdelta), Arg::buf(6, bdk), Arg::buf(7, bdv)},
                    {{&bdk, shape.dtype}, {&bdv, shape.dtype}});
-      save(out, "dq.npy", nt, oshape, bdq);
-      save(out, "dk.npy", nt, kshape, bdk);
-      save(out, "dv.npy", nt, kshape, bdv);
+      save(ses, out, "dq.npy", nt, oshape, bdq);
+      save(ses, out, "dk.npy", nt, kshape, bdk);
+      save(ses, out, "dv.npy", nt, kshape, bdv);
     }
   } catch (const LogError&) {
     throw;  // the log itself failed: there is nowhere to log that

@@ -5,11 +5,18 @@
 //   driver list
 //   driver run --kernel NAME --grid X,Y,Z --tg X,Y,Z [--mode fibers|threads]
 //              [--in I=FILE] [--out I=FILE:BYTES] [--u32 I=a,b,..] [--i32 I=a,b,..] [--repeat N]
+//              [--storage shared|private] [--offset BYTES] [--read staged|direct]
+//   driver stage --in FILE --out FILE [--storage shared|private] [--offset BYTES]
 //
 // --in binds the file's bytes at [[buffer(I)]], --out binds BYTES poisoned
 // bytes (0xFF: NaN floats) and writes them to FILE afterwards, --u32/--i32
-// bind small constant bytes. Prints "ms=<per dispatch>" on success; on a
-// kernel error prints "error: <message>" on stderr and exits 1.
+// bind small constant bytes. Buffers get --storage and --offset; they are
+// written and read with upload()/download() (backend.h), or with
+// --read direct the outputs are read through Buffer::data() (which a
+// private buffer refuses). `stage` uploads FILE into a buffer, copies it
+// into a second one with Backend::copy and downloads that into --out.
+// Prints "ms=<per dispatch>" on success; on a kernel error prints
+// "error: <message>" on stderr and exits 1.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -41,6 +48,9 @@ int run(int argc, char** argv) {
   std::string kernel;
   orchard::Dim3 grid, tg;
   int repeat = 1;
+  orchard::Storage storage = orchard::Storage::kShared;
+  size_t offset = 0;
+  bool direct = false;
   std::vector<std::pair<int, std::string>> ins;
   std::vector<Out> outs;
   std::vector<std::pair<int, std::vector<unsigned char>>> raws;
@@ -49,6 +59,9 @@ int run(int argc, char** argv) {
     auto idx = [&] { return std::atoi(v.substr(0, v.find('=')).c_str()); };
     auto rest = [&] { return v.substr(v.find('=') + 1); };
     if (k == "--mode") opts.emu_mode = v;
+    else if (k == "--storage") storage = v == "private" ? orchard::Storage::kPrivate : orchard::Storage::kShared;
+    else if (k == "--offset") offset = std::stoul(v);
+    else if (k == "--read") direct = v == "direct";
     else if (k == "--kernel") kernel = v;
     else if (k == "--grid") grid = dim(v);
     else if (k == "--tg") tg = dim(v);
@@ -78,13 +91,13 @@ int run(int argc, char** argv) {
   for (auto& [i, path] : ins) {
     std::ifstream f(path, std::ios::binary);
     std::vector<char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    keep.push_back(be->alloc(data.size(), path));
-    std::memcpy(keep.back().data, data.data(), data.size());
+    keep.push_back(be->alloc(data.size(), path, storage, offset));
+    orchard::upload(*be, keep.back(), data.data());
     args.push_back(orchard::Arg::buf(i, keep.back()));
   }
   for (auto& o : outs) {
-    keep.push_back(be->alloc(o.bytes, o.path));
-    std::memset(keep.back().data, 0xFF, o.bytes);
+    keep.push_back(be->alloc(o.bytes, o.path, storage, offset));
+    orchard::upload(*be, keep.back(), std::vector<char>(o.bytes, char(0xFF)).data());
     args.push_back(orchard::Arg::buf(o.index, keep.back()));
   }
   for (auto& [i, bytes] : raws) args.push_back(orchard::Arg::raw(i, bytes.data(), bytes.size()));
@@ -93,10 +106,39 @@ int run(int argc, char** argv) {
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / repeat;
   for (size_t j = 0; j < outs.size(); ++j) {
     const orchard::Buffer& b = keep[ins.size() + j];
+    std::vector<char> host(b.bytes);
+    if (direct) std::memcpy(host.data(), b.data(), b.bytes);
+    else orchard::download(*be, b, host.data());
     std::ofstream f(outs[j].path, std::ios::binary);
-    f.write(static_cast<const char*>(b.data), std::streamsize(b.bytes));
+    f.write(host.data(), std::streamsize(b.bytes));
   }
   std::printf("device=%s ms=%.3f\n", be->device().c_str(), ms);
+  return 0;
+}
+
+int stage(int argc, char** argv) {
+  std::string in, out;
+  orchard::Storage storage = orchard::Storage::kShared;
+  size_t offset = 0;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--in") in = v;
+    else if (k == "--out") out = v;
+    else if (k == "--storage") storage = v == "private" ? orchard::Storage::kPrivate : orchard::Storage::kShared;
+    else if (k == "--offset") offset = std::stoul(v);
+    else throw std::invalid_argument("unknown flag " + k);
+  }
+  auto be = orchard::make_backend({});
+  std::ifstream f(in, std::ios::binary);
+  std::vector<char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  orchard::Buffer a = be->alloc(data.size(), "a", storage, offset);
+  orchard::Buffer b = be->alloc(data.size(), "b", storage, offset);
+  orchard::upload(*be, a, data.data());
+  be->copy(a, 0, b, 0, orchard::copy_span(data.size()));
+  std::vector<char> back(data.size());
+  orchard::download(*be, b, back.data());
+  std::ofstream o(out, std::ios::binary);
+  o.write(back.data(), std::streamsize(back.size()));
   return 0;
 }
 
@@ -110,6 +152,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (argc >= 2 && std::string(argv[1]) == "run") return run(argc, argv);
+    if (argc >= 2 && std::string(argv[1]) == "stage") return stage(argc, argv);
     std::fprintf(stderr, "usage: driver list | run --kernel K --grid X,Y,Z --tg X,Y,Z ...\n");
     return 2;
   } catch (const std::exception& e) {
