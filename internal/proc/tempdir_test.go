@@ -26,8 +26,8 @@ func TestSweepTempRemovesOnlyDeadRunsDirs(t *testing.T) {
 		t.Fatalf("MkdirTemp made %s, want it named after pid %d", mine, os.Getpid())
 	}
 	for _, d := range []string{
-		fmt.Sprintf(".orchard-x-%d-1", dead.Process.Pid), // killed run
-		fmt.Sprintf(".orchard-x-%d-2", os.Getppid()),     // live run
+		fmt.Sprintf(".orchard-x-%d-1", dead.Process.Pid),                         // killed run
+		fmt.Sprintf(".orchard-x-%d-2", os.Getppid()),                             // live run
 		".orchard-x-notapid", "orchard-x-" + fmt.Sprint(dead.Process.Pid) + "-3", // not ours
 		fmt.Sprintf(".orchard-y-%d-4", dead.Process.Pid), // another name
 	} {
