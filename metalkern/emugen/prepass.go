@@ -354,6 +354,9 @@ func rewriteTGDecl(f *srcFile, i, tend int) error {
 	var out strings.Builder
 	j := tend
 	for {
+		if j >= len(toks) { // "threadgroup T a," at the end of the file
+			return f.errorf(toks[len(toks)-1], "unterminated threadgroup declaration")
+		}
 		name := toks[j]
 		if name.kind != tkIdent {
 			return f.errorf(name, "cannot parse threadgroup declaration: expected a name, got %q", name.text)
