@@ -26,6 +26,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -174,6 +175,9 @@ func (t *tu) kernels() ([]KernelSig, error) {
 				in.name, in.targs)
 		}
 		args := splitArgs(in)
+		if slices.Contains(args, "") {
+			return nil, in.file.errorf(in.tok, "instantiation '%s' has an empty template argument (<%s>)", in.hostName, in.targs)
+		}
 		if len(args) > len(def.tparams) {
 			return nil, in.file.errorf(in.tok, "instantiation '%s' gives %d template arguments, '%s' takes %d",
 				in.hostName, len(args), def.name, len(def.tparams))
@@ -203,6 +207,10 @@ func splitArgs(d *funcDecl) []string {
 	toks := lex([]byte(d.targs))
 	var out []string
 	for _, p := range splitTop(toks, 0, len(toks)) {
+		if p[1] <= p[0] { // "k<,>": an empty argument
+			out = append(out, "")
+			continue
+		}
 		out = append(out, collapse(d.targs[toks[p[0]].off:toks[p[1]-1].end]))
 	}
 	return out

@@ -89,7 +89,7 @@ func lex(src []byte) []token {
 			}
 			i++
 			for i < n && src[i] != c && src[i] != '\n' {
-				if src[i] == '\\' {
+				if src[i] == '\\' && i+1 < n { // an escape; a backslash at the very end is just itself
 					i++
 				}
 				i++
