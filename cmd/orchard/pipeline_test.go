@@ -43,22 +43,7 @@ func orchardCmd(args ...string) *exec.Cmd {
 
 func runJSON(t *testing.T, args ...string) (*checks.Report, int, string) {
 	t.Helper()
-	cmd := orchardCmd(append(args, "--json")...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	code := 0
-	var xe *exec.ExitError
-	if errors.As(err, &xe) {
-		code = xe.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	var r checks.Report
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		t.Fatalf("%v: stdout is not one JSON document (%v):\n%s\nstderr:\n%s", args, jerr, out, stderr.String())
-	}
-	return &r, code, stderr.String()
+	return runJSONEnv(t, nil, args...)
 }
 
 func stepByName(r *checks.Report, name string) checks.StepSummary {

@@ -717,8 +717,8 @@ func TestTailLogsEscapesControlCharacters(t *testing.T) {
 
 	// A terminal: OutTTY decides colour on; the escapes stay escaped inside
 	// the colour's own SGR sequences.
-	out := &lockedBuf{}
-	io := &IOStreams{In: strings.NewReader(""), Out: out, ErrOut: &lockedBuf{}, OutTTY: true, ErrTTY: true,
+	out := &lockedBuffer{}
+	io := &IOStreams{In: strings.NewReader(""), Out: out, ErrOut: &lockedBuffer{}, OutTTY: true, ErrTTY: true,
 		Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
@@ -735,22 +735,4 @@ func TestTailLogsEscapesControlCharacters(t *testing.T) {
 	if out.String() != want {
 		t.Errorf("on a terminal: %q, want %q", out.String(), want)
 	}
-}
-
-// lockedBuf is an io.Writer a test reads while another goroutine writes.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
