@@ -189,6 +189,7 @@ void metal_forward(const MetalStream& s, const Problem& p, const MetalFwd& t) {
   RunLog& log = run_log(st, "metal");
   AttnSession ses(be, log, shape, sel, attn_params(shape, p.scale), storage_of({&t.q, &t.k, &t.v, &t.o, &t.lse}), 0);
   ses.set_poison(false);
+  ses.set_group_cap(st.set.group_cap);
   run_logged(log, ses, [&] {
     ses.prepare_forward();
     Buffer q = wrap(t.q, "q"), k = wrap(t.k, "k"), v = wrap(t.v, "v"), o = wrap(t.o, "o"), lse = wrap(t.lse, "lse");
@@ -207,6 +208,7 @@ void metal_backward(const MetalStream& s, const Problem& p, const MetalBwd& t) {
   const Storage storage = storage_of({&t.q, &t.k, &t.v, &t.o, &t.lse, &t.dout, &t.delta, &t.dq, &t.dk, &t.dv});
   AttnSession ses(be, log, shape, sel, attn_params(shape, p.scale), storage, 0);
   ses.set_poison(false);
+  ses.set_group_cap(st.set.group_cap);
   run_logged(log, ses, [&] {
     ses.prepare_backward();
     Buffer q = wrap(t.q, "q"), k = wrap(t.k, "k"), v = wrap(t.v, "v"), o = wrap(t.o, "o"), lse = wrap(t.lse, "lse"),
