@@ -29,6 +29,9 @@
 #include "orchard/params.h"
 #include "runlog.h"
 #include "select.h"
+#ifdef ORCHARD_EMU_COUNTERS
+#include "orchard_emu/counters_api.h"  // orchard-runner-emu-counters: work counters per pass
+#endif
 
 namespace orchard {
 namespace {
@@ -340,6 +343,9 @@ class Session {
     threads.x = kThreadsPerGroup;
     const bool bwd = pass != Pass::kFwd;
     const std::string shape5 = shape_str({shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D});
+#ifdef ORCHARD_EMU_COUNTERS
+    (void)orchard_emu::take_work_counters();  // nothing but this pass's dispatches
+#endif
     for (size_t i = 0; i < parts.size(); ++i) {
       const GridPart& part = parts[i];
       prm.group_x0 = int(part.origin.x);
@@ -364,6 +370,9 @@ class Session {
       ps.device_ms += device_s * 1e3;
       ++ps.dispatches;
       ++(bwd ? bwd_ : fwd_);
+#ifdef ORCHARD_EMU_COUNTERS
+      add_work(ps.work, orchard_emu::take_work_counters(), name, tg);
+#endif
       log_.call(bwd, name, {shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D},
                 dtype_tag(shape_.dtype), shape_.causal, storage_name(storage_),
                 std::chrono::duration_cast<std::chrono::microseconds>(dt).count(),
@@ -408,8 +417,13 @@ class Session {
                     "\"wall_ms\":%.3f,\"gpu_ms\":%.3f}",
                     p.grid.x, p.grid.y, p.grid.z, (unsigned long long)p.max_groups, p.dispatches,
                     p.wall_ms, p.device_ms);
-      out += std::string(i ? "," : "") + "{\"pass\":" + json_str(p.pass) +
-             ",\"kernel\":" + json_str(p.kernel) + buf;
+      std::string entry = std::string(i ? "," : "") + "{\"pass\":" + json_str(p.pass) +
+                          ",\"kernel\":" + json_str(p.kernel) + buf;
+#ifdef ORCHARD_EMU_COUNTERS
+      entry.pop_back();  // the closing brace: counters join the object
+      entry += work_json(p.work, p.dispatches) + "}";
+#endif
+      out += entry;
     }
     return out + "]";
   }
@@ -421,7 +435,40 @@ class Session {
     uint64_t max_groups = 0;
     int dispatches = 0;
     double wall_ms = 0, device_ms = 0;
+#ifdef ORCHARD_EMU_COUNTERS
+    orchard_emu::WorkCounters work;
+#endif
   };
+
+#ifdef ORCHARD_EMU_COUNTERS
+  // One dispatch's counts into its pass: sums, except the per-threadgroup
+  // figures (max over the pass's groups). The kernel's declared threadgroup
+  // memory must be what select.h's threadgroup_bytes() checked against the
+  // device's limit.
+  static void add_work(orchard_emu::WorkCounters& w, const orchard_emu::WorkCounters& d,
+                       const std::string& kernel, size_t host_tg) {
+    if (d.threadgroup_bytes != host_tg)
+      throw std::runtime_error("kernel " + kernel + " declares " + std::to_string(d.threadgroup_bytes) +
+                               " bytes of threadgroup memory but select.h's threadgroup_bytes() says " +
+                               std::to_string(host_tg) + ": make them agree");
+    w.simdgroup_mma += d.simdgroup_mma;
+    w.threadgroup_traffic_bytes += d.threadgroup_traffic_bytes;
+    w.device_bytes += d.device_bytes;
+    w.threadgroup_bytes = std::max(w.threadgroup_bytes, d.threadgroup_bytes);
+    w.barriers = std::max(w.barriers, d.barriers);
+  }
+  static std::string work_json(const orchard_emu::WorkCounters& w, int dispatches) {
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  ",\"counters\":{\"simdgroup_mma\":%llu,\"threadgroup_bytes\":%llu,"
+                  "\"threadgroup_traffic_bytes\":%llu,\"device_bytes\":%llu,\"barriers\":%llu,"
+                  "\"dispatches\":%d}",
+                  (unsigned long long)w.simdgroup_mma, (unsigned long long)w.threadgroup_bytes,
+                  (unsigned long long)w.threadgroup_traffic_bytes, (unsigned long long)w.device_bytes,
+                  (unsigned long long)w.barriers, dispatches);
+    return buf;
+  }
+#endif
 
   static const char* pass_name(Pass p) {
     switch (p) {
