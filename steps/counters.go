@@ -50,7 +50,9 @@ func (s *CountersStep) tree(sc *Context) cmakeTree {
 	return treeFor(filepath.Join(sc.BuildDir, "counters"), s.B.SourceID(), s.B.RuntimeRoot(sc.BuildDir))
 }
 
-func (s *CountersStep) genDir(sc *Context) string { return filepath.Join(sc.BuildDir, "counters", "gen") }
+func (s *CountersStep) genDir(sc *Context) string {
+	return filepath.Join(sc.BuildDir, "counters", "gen")
+}
 
 func (s *CountersStep) configure(sc *Context) []string {
 	return []string{s.B.Toolchain.Out.CMakePath, "-S", s.B.RuntimeRoot(sc.BuildDir), "-B", s.tree(sc).Dir,
