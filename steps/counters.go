@@ -77,7 +77,7 @@ func (s *CountersStep) Key(sc *Context) (KeyInputs, error) {
 	if err != nil {
 		return KeyInputs{}, err
 	}
-	return KeyInputs{
+	k := KeyInputs{
 		Version:  "1",
 		Config:   map[string]string{"runtime": s.B.SourceID()},
 		Files:    files,
@@ -85,7 +85,15 @@ func (s *CountersStep) Key(sc *Context) (KeyInputs, error) {
 		Env:      ConfigureEnv,
 		Tools:    s.B.Toolchain.Out.Tools(),
 		Outputs:  []string{s.outputs(sc).Runner},
-	}, nil
+	}
+	kernels, err := s.B.Source.KernelFiles()
+	if err != nil {
+		return k, err
+	}
+	for _, f := range kernels {
+		k.Outputs = append(k.Outputs, filepath.Join(s.genDir(sc), emugen.OutputName(f)))
+	}
+	return k, nil
 }
 
 func (s *CountersStep) Run(ctx context.Context, sc *Context) (Result, error) {
