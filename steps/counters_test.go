@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -228,7 +229,16 @@ func TestCountersRunnerAttention(t *testing.T) {
 		return os.Getenv(k)
 	}
 	dir := t.TempDir()
-	b := &Build{Source: metalkern.Embedded(), Toolchain: &ToolchainStep{Prober: NewProber(getenv)}}
+	// An ejected runtime: the last check edits it.
+	rt := filepath.Join(dir, "runtime")
+	if _, err := metalkern.Embedded().Eject(rt, false); err != nil {
+		t.Fatal(err)
+	}
+	src, err := metalkern.FromDir(rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Build{Source: src, Toolchain: &ToolchainStep{Prober: NewProber(getenv)}}
 	ctx := context.Background()
 	opts := Options{BuildDir: filepath.Join(dir, "build"), Who: "counters test", Getenv: getenv}
 	bin, run, err := CountersRunner(ctx, opts, b)
@@ -237,7 +247,7 @@ func TestCountersRunnerAttention(t *testing.T) {
 	}
 	// A second call reuses the stamp: no rebuild.
 	start := time.Now()
-	b2 := &Build{Source: metalkern.Embedded(), Toolchain: &ToolchainStep{Prober: NewProber(getenv)}}
+	b2 := &Build{Source: src, Toolchain: &ToolchainStep{Prober: NewProber(getenv)}}
 	bin2, _, err := CountersRunner(ctx, opts, b2)
 	if err != nil || bin2 != bin {
 		t.Fatalf("second call: %q %v (first %q)", bin2, err, bin)
@@ -338,6 +348,33 @@ func TestCountersRunnerAttention(t *testing.T) {
 				}
 			}
 		})
+	}
+	// The kernel's declared threadgroup memory must be select.h's figure:
+	// a host formula that disagrees fails the counting run, naming both.
+	sel := filepath.Join(rt, "host", "select.h")
+	text, err := os.ReadFile(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anchor = "return 4u * size_t(t.bk * t.bd + t.bq * t.bk + 4 * 64);"
+	if !strings.Contains(string(text), anchor) {
+		t.Fatalf("select.h has no %q", anchor)
+	}
+	if err := os.WriteFile(sel, []byte(strings.Replace(string(text), anchor,
+		"return 4u * size_t(t.bk * t.bd + t.bq * t.bk + 4 * 64 + 1);", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b3 := &Build{Source: src, Toolchain: &ToolchainStep{Prober: NewProber(getenv)}}
+	bin3, _, err := CountersRunner(ctx, opts, b3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cases[1]
+	_, err = metalkern.Runner{Path: bin3}.Run(ctx, ex, writeCountersInputs(t, t.TempDir(), c))
+	var ee *ExecError
+	if !errors.As(err, &ee) || !strings.Contains(ee.LastLine(), "kernel attn_fwd_f16_bq32_bk32_bd64 declares 13312 bytes of "+
+		"threadgroup memory but select.h's threadgroup_bytes() says 13316: make them agree") {
+		t.Fatalf("mismatched select.h: %v", err)
 	}
 	if *countersTable != "" {
 		t.Logf("\n| shape | dtype | pass | kernel | simdgroup_mma | x ideal | threadgroup_bytes | threadgroup_traffic_bytes | traffic / output element | device_bytes | barriers | dispatches |\n"+
