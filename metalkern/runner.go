@@ -223,6 +223,29 @@ type Pass struct {
 	Dispatches        int     `json:"dispatches"`
 	WallMS            float64 `json:"wall_ms"`
 	GPUMS             float64 `json:"gpu_ms"`
+	// Counters are the pass's work counts: only the counting emu runner
+	// (orchard-runner-emu-counters, steps.CountersRunner) reports them.
+	Counters *Counters `json:"counters,omitempty"`
+}
+
+// Counters is one pass's work as the counting emu runner counts it
+// (docs/perf.md "Work counters"): summed over the pass's dispatches, except
+// ThreadgroupBytes and Barriers, which are per threadgroup (the maximum over
+// the pass's threadgroups).
+type Counters struct {
+	// SimdgroupMMA counts 8x8x8 simdgroup_multiply(_accumulate) calls, once per simdgroup.
+	SimdgroupMMA int64 `json:"simdgroup_mma"`
+	// ThreadgroupBytes is the static threadgroup memory of the pass's kernel
+	// (its declarations; the runner checks it equals select.h's threadgroup_bytes).
+	ThreadgroupBytes int64 `json:"threadgroup_bytes"`
+	// ThreadgroupTrafficBytes are the bytes read and written in threadgroup memory.
+	ThreadgroupTrafficBytes int64 `json:"threadgroup_traffic_bytes"`
+	// DeviceBytes are the bytes read and written through device pointers.
+	DeviceBytes int64 `json:"device_bytes"`
+	// Barriers is the number of threadgroup_barrier calls one threadgroup makes.
+	Barriers int64 `json:"barriers"`
+	// Dispatches is the pass's number of dispatches.
+	Dispatches int64 `json:"dispatches"`
 }
 
 // Run runs req.

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// FuzzGenerate: the pre-pass and the signature parser never panic or hang
+// FuzzGenerate: the pre-pass (plain and counting) and the signature parser never panic or hang
 // on any source text, and every error they report about the source is a
 // *SourceError naming the file and a line that exists. Seeds: the runtime's
 // kernels and headers, the test kernels, and testdata/fuzz/FuzzGenerate/.
@@ -28,17 +28,20 @@ func FuzzGenerate(f *testing.F) {
 	dir := f.TempDir()
 	main := filepath.Join(dir, "k.metal")
 	f.Fuzz(func(t *testing.T, src []byte) {
-		_, _, err := Generate(main, src)
-		var se *SourceError
-		if err == nil || !errors.As(err, &se) {
-			return
-		}
-		if se.File == "" || se.Line < 1 {
-			t.Fatalf("source error without a location: %+v", se)
-		}
-		if se.File == main {
-			if lines := strings.Count(string(src), "\n") + 1; se.Line > lines {
-				t.Fatalf("error at line %d of a %d-line file: %v", se.Line, lines, se)
+		// Both generators (the counting one rewrites more).
+		for _, gen := range []func(string, []byte, ...string) ([]byte, []KernelSig, error){Generate, GenerateCounting} {
+			_, _, err := gen(main, src)
+			var se *SourceError
+			if err == nil || !errors.As(err, &se) {
+				continue
+			}
+			if se.File == "" || se.Line < 1 {
+				t.Fatalf("source error without a location: %+v", se)
+			}
+			if se.File == main {
+				if lines := strings.Count(string(src), "\n") + 1; se.Line > lines {
+					t.Fatalf("error at line %d of a %d-line file: %v", se.Line, lines, se)
+				}
 			}
 		}
 	})

@@ -81,6 +81,7 @@ type tu struct {
 	files       map[string]*srcFile
 	order       []*srcFile // files in order of first appearance
 	onceSeen    map[*srcFile]bool
+	counting    bool // GenerateCounting: counting pointer types
 }
 
 func (t *tu) load(path string, src []byte) (*srcFile, error) {
@@ -97,8 +98,13 @@ func (t *tu) load(path string, src []byte) (*srcFile, error) {
 	if err := checkMetalSubset(f); err != nil {
 		return nil, err
 	}
-	if err := rewriteThreadgroup(f); err != nil {
+	if err := rewriteThreadgroup(f, t.counting); err != nil {
 		return nil, err
+	}
+	if t.counting {
+		if err := rewriteDevice(f); err != nil {
+			return nil, err
+		}
 	}
 	rewriteConstant(f)
 	t.files[path] = f
@@ -280,7 +286,7 @@ func skipGroup(toks []token, i int, open, close string) int {
 }
 
 // rewriteThreadgroup records the edits for every use of `threadgroup`.
-func rewriteThreadgroup(f *srcFile) error {
+func rewriteThreadgroup(f *srcFile, counting bool) error {
 	toks := f.toks
 	kernels := kernelBodies(f)
 	inKernel := func(i int) bool {
@@ -323,6 +329,10 @@ func rewriteThreadgroup(f *srcFile) error {
 			return f.errorf(t, "cannot parse this use of 'threadgroup': expected a type")
 		}
 		switch next := toks[end]; {
+		case counting && (next.text == "*" || next.text == "&" || next.text == "&&"):
+			if err := rewriteCountedPointer(f, i, end, "TgPtr"); err != nil {
+				return err
+			}
 		case next.text == "*" || next.text == "&" || next.text == "&&" || next.text == ")" ||
 			next.text == "," || next.text == ">":
 			f.blank(t.off, t.end) // address space of a pointer, reference or type
@@ -336,7 +346,7 @@ func rewriteThreadgroup(f *srcFile) error {
 					"threadgroup variables only in kernel scope; declare it in the kernel and pass a "+
 					"threadgroup pointer", next.text)
 			}
-			if err := rewriteTGDecl(f, i, end); err != nil {
+			if err := rewriteTGDecl(f, i, end, counting); err != nil {
 				return err
 			}
 		default:
@@ -348,7 +358,7 @@ func rewriteThreadgroup(f *srcFile) error {
 
 // rewriteTGDecl rewrites `threadgroup TYPE a[N][M], b[K];` (toks[i] is
 // `threadgroup`, toks[tend] the first declarator) into arena references.
-func rewriteTGDecl(f *srcFile, i, tend int) error {
+func rewriteTGDecl(f *srcFile, i, tend int, counting bool) error {
 	toks := f.toks
 	typ := collapse(string(f.src[toks[i+1].off:toks[tend-1].end]))
 	var out strings.Builder
@@ -374,9 +384,19 @@ func rewriteTGDecl(f *srcFile, i, tend int) error {
 			return f.errorf(name, "unterminated threadgroup declaration")
 		}
 		site := "__orchard_tg_" + name.text
-		fmt.Fprintf(&out, "static constexpr ::orchard_emu::TgSite %s{%s, __FILE__, __LINE__}; "+
-			"%s (&%s)%s = ::orchard_emu::tg_var<%s%s>(%s);",
-			site, strconv.Quote(name.text), typ, name.text, ext, typ, ext, site)
+		if counting {
+			if strings.Count(ext, "[") != 1 {
+				return f.errorf(name, "threadgroup variable '%s': the counting build (emugen.GenerateCounting) "+
+					"counts one-dimensional threadgroup arrays only; declare it as T %s[N]", name.text, name.text)
+			}
+			fmt.Fprintf(&out, "static constexpr ::orchard_emu::TgSite %s{%s, __FILE__, __LINE__}; "+
+				"::orchard_emu::TgPtr<%s> %s = ::orchard_emu::tg_counted<%s%s>(%s);",
+				site, strconv.Quote(name.text), typ, name.text, typ, ext, site)
+		} else {
+			fmt.Fprintf(&out, "static constexpr ::orchard_emu::TgSite %s{%s, __FILE__, __LINE__}; "+
+				"%s (&%s)%s = ::orchard_emu::tg_var<%s%s>(%s);",
+				site, strconv.Quote(name.text), typ, name.text, ext, typ, ext, site)
+		}
 		switch toks[j].text {
 		case ",":
 			j++
@@ -398,3 +418,49 @@ func rewriteTGDecl(f *srcFile, i, tend int) error {
 
 // collapse joins a multi-line snippet into one line.
 func collapse(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// rewriteCountedPointer turns `[cv] SPACE TYPE *` (toks[i] is the address
+// space, toks[end] the `*`) into `::orchard_emu::CLASS<[cv] TYPE>` for the
+// counting build; a reference there is an error (it could not count).
+func rewriteCountedPointer(f *srcFile, i, end int, class string) error {
+	toks := f.toks
+	space := toks[i].text
+	if toks[end].text != "*" {
+		return f.errorf(toks[i], "a %s reference: the counting build (emugen.GenerateCounting) counts "+
+			"accesses through %s pointers only; pass a pointer", space, space)
+	}
+	start, cv := i, ""
+	if i > 0 && cvWords[toks[i-1].text] {
+		start, cv = i-1, toks[i-1].text+" "
+	}
+	typ := collapse(string(f.src[toks[i+1].off:toks[end-1].end]))
+	orig := string(f.src[toks[start].off:toks[end].end])
+	f.edits = append(f.edits, edit{toks[start].off, toks[end].end,
+		fmt.Sprintf("::orchard_emu::%s<%s%s>", class, cv, typ) + strings.Repeat("\n", strings.Count(orig, "\n"))})
+	return nil
+}
+
+// rewriteDevice rewrites every `device` pointer type for the counting build
+// (device is otherwise an empty macro).
+func rewriteDevice(f *srcFile) error {
+	toks := f.toks
+	for i, t := range toks {
+		if t.kind != tkIdent || t.text != "device" {
+			continue
+		}
+		end, ok := typeEnd(toks, i+1)
+		if !ok || end >= len(toks) {
+			return f.errorf(t, "cannot parse this use of 'device' in the counting build: expected a type")
+		}
+		switch toks[end].text {
+		case "*", "&", "&&":
+			if err := rewriteCountedPointer(f, i, end, "DevPtr"); err != nil {
+				return err
+			}
+		default:
+			return f.errorf(t, "cannot parse this use of 'device' in the counting build (before %q): "+
+				"write device T* name", toks[end].text)
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 // attn_run.cpp — the attention dispatch sequence (attn_run.h).
 #include "attn_run.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -115,6 +116,27 @@ void AttnSession::backward(const BwdBuffers& b) {
            {{&b.dk, shape_.dtype}, {&b.dv, shape_.dtype}});
 }
 
+#ifdef ORCHARD_EMU_COUNTERS
+namespace {
+// One dispatch's counts into its pass: sums, except the per-threadgroup
+// figures (max over the pass's groups). The kernel's declared threadgroup
+// memory must be what select.h's threadgroup_bytes() checked against the
+// device's limit.
+void add_work(orchard_emu::WorkCounters& w, const orchard_emu::WorkCounters& d, const std::string& kernel,
+              size_t host_tg) {
+  if (d.threadgroup_bytes != host_tg)
+    throw std::runtime_error("kernel " + kernel + " declares " + std::to_string(d.threadgroup_bytes) +
+                             " bytes of threadgroup memory but select.h's threadgroup_bytes() says " +
+                             std::to_string(host_tg) + ": make them agree");
+  w.simdgroup_mma += d.simdgroup_mma;
+  w.threadgroup_traffic_bytes += d.threadgroup_traffic_bytes;
+  w.device_bytes += d.device_bytes;
+  w.threadgroup_bytes = std::max(w.threadgroup_bytes, d.threadgroup_bytes);
+  w.barriers = std::max(w.barriers, d.barriers);
+}
+}  // namespace
+#endif
+
 void AttnSession::dispatch(Pass pass, const Tile& t, std::vector<Arg> args,
                            const std::vector<std::pair<const Buffer*, DType>>& outs) {
   std::string name = kernel_name(pass, shape_.dtype, t);
@@ -145,6 +167,9 @@ void AttnSession::dispatch(Pass pass, const Tile& t, std::vector<Arg> args,
   threads.x = kThreadsPerGroup;
   const bool bwd = pass != Pass::kFwd;
   const std::string shape5 = shape_str({shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D});
+#ifdef ORCHARD_EMU_COUNTERS
+  (void)orchard_emu::take_work_counters();  // nothing but this pass's dispatches
+#endif
   for (size_t i = 0; i < parts.size(); ++i) {
     const GridPart& part = parts[i];
     prm.group_x0 = int(part.origin.x);
@@ -168,6 +193,9 @@ void AttnSession::dispatch(Pass pass, const Tile& t, std::vector<Arg> args,
     ps.device_ms += device_s * 1e3;
     ++ps.dispatches;
     ++(bwd ? bwd_ : fwd_);
+#ifdef ORCHARD_EMU_COUNTERS
+    add_work(ps.work, orchard_emu::take_work_counters(), name, tg);
+#endif
     log_.call(bwd, name, {shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D}, dtype_tag(shape_.dtype),
               shape_.causal, storage_name(storage_),
               std::chrono::duration_cast<std::chrono::microseconds>(dt).count(),

@@ -17,6 +17,9 @@
 #include "orchard/params.h"
 #include "runlog.h"
 #include "select.h"
+#ifdef ORCHARD_EMU_COUNTERS
+#include "orchard_emu/counters_api.h"  // orchard-runner-emu-counters: work counters per pass
+#endif
 
 namespace orchard {
 
@@ -34,6 +37,11 @@ struct PassStats {
   uint64_t max_groups = 0;
   int dispatches = 0;
   double wall_ms = 0, device_ms = 0;
+#ifdef ORCHARD_EMU_COUNTERS
+  // The counting build's work (sums, except threadgroup_bytes and barriers:
+  // the maximum over the pass's threadgroups).
+  orchard_emu::WorkCounters work;
+#endif
 };
 
 // The forward pass's tensors: q, k, v in, o and lse out.

@@ -267,8 +267,22 @@ std::string passes_json(const std::vector<PassStats>& passes) {
                   "\"wall_ms\":%.3f,\"gpu_ms\":%.3f}",
                   p.grid.x, p.grid.y, p.grid.z, (unsigned long long)p.max_groups, p.dispatches,
                   p.wall_ms, p.device_ms);
-    out += std::string(i ? "," : "") + "{\"pass\":" + json_str(p.pass) +
-           ",\"kernel\":" + json_str(p.kernel) + buf;
+    std::string entry = std::string(i ? "," : "") + "{\"pass\":" + json_str(p.pass) +
+                        ",\"kernel\":" + json_str(p.kernel) + buf;
+#ifdef ORCHARD_EMU_COUNTERS
+    entry.pop_back();  // the closing brace: counters join the object
+    const orchard_emu::WorkCounters& w = p.work;
+    char cbuf[320];
+    std::snprintf(cbuf, sizeof cbuf,
+                  ",\"counters\":{\"simdgroup_mma\":%llu,\"threadgroup_bytes\":%llu,"
+                  "\"threadgroup_traffic_bytes\":%llu,\"device_bytes\":%llu,\"barriers\":%llu,"
+                  "\"dispatches\":%d}}",
+                  (unsigned long long)w.simdgroup_mma, (unsigned long long)w.threadgroup_bytes,
+                  (unsigned long long)w.threadgroup_traffic_bytes, (unsigned long long)w.device_bytes,
+                  (unsigned long long)w.barriers, p.dispatches);
+    entry += cbuf;
+#endif
+    out += entry;
   }
   return out + "]";
 }

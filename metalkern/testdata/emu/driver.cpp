@@ -28,6 +28,9 @@
 #include <vector>
 
 #include "backend.h"
+#ifdef ORCHARD_EMU_COUNTERS
+#include "orchard_emu/counters_api.h"
+#endif
 
 namespace {
 
@@ -113,6 +116,13 @@ int run(int argc, char** argv) {
     f.write(host.data(), std::streamsize(b.bytes));
   }
   std::printf("device=%s ms=%.3f\n", be->device().c_str(), ms);
+#ifdef ORCHARD_EMU_COUNTERS
+  orchard_emu::WorkCounters w = orchard_emu::take_work_counters();  // all the repeats
+  std::printf("counters mma=%llu tg_bytes=%llu tg_traffic=%llu device=%llu barriers=%llu\n",
+              (unsigned long long)w.simdgroup_mma, (unsigned long long)w.threadgroup_bytes,
+              (unsigned long long)w.threadgroup_traffic_bytes, (unsigned long long)w.device_bytes,
+              (unsigned long long)w.barriers);
+#endif
   return 0;
 }
 

@@ -27,6 +27,9 @@ struct BufPtr {
   const Launch& l;
   int i;
   template <class T> operator T*() const { return static_cast<T*>(l.buf[i]); }
+#ifdef ORCHARD_EMU_COUNTERS
+  template <class T, Space S> operator CountedPtr<T, S>() const { return static_cast<T*>(l.buf[i]); }
+#endif
 };
 
 [[noreturn]] void fail_small_buffer(const Launch& l, int i, std::size_t need);

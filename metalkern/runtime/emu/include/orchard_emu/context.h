@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <source_location>
 #include <stdexcept>
 #include <string>
@@ -78,6 +79,35 @@ Xchg exchange_arrive(ThreadCtx& c, const std::source_location& loc, const char* 
 void mma_combine_f32(unsigned char* slots, unsigned width);
 void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
 [[noreturn]] void fail(const std::string& msg);  // throws KernelError naming the kernel
+
+#ifdef ORCHARD_EMU_COUNTERS
+// The counting build (orchard_emu/counters.h, counters_api.h): one block per
+// OS thread that runs emulated threads, summed between dispatches.
+struct WorkBlock {
+  std::uint64_t mma = 0;         // simdgroup multiplies, once per simdgroup (lane 0)
+  std::uint64_t tg_traffic = 0;  // bytes read and written in threadgroup memory
+  std::uint64_t device = 0;      // bytes read and written through device pointers
+  // Thread 0 of the threadgroup this OS thread last ran: its barriers and
+  // declared threadgroup bytes so far (folded into the maxima at the next group).
+  bool have_group = false;
+  metal::uint3 group{0u};
+  std::uint64_t group_barriers = 0, group_tg_bytes = 0;
+  const TgSite* group_sites[64] = {};
+  unsigned group_nsites = 0;
+  std::uint64_t max_barriers = 0, max_tg_bytes = 0;
+  WorkBlock* next = nullptr;
+};
+extern thread_local constinit WorkBlock* tls_work;
+WorkBlock* work_block_register();  // emu/counters.cpp
+inline WorkBlock& work() {
+  WorkBlock* w = tls_work;
+  return w ? *w : *work_block_register();
+}
+enum Space : int { kDeviceSpace, kThreadgroupSpace };
+template <class T, Space S> struct CountedPtr;  // orchard_emu/counters.h
+void count_barrier();                                       // thread 0 of a group
+void count_tg_decl(const TgSite& site, std::size_t bytes);  // thread 0 of a group
+#endif
 
 inline ThreadCtx& ctx() {
   if (!tls_ctx) fail("an MSL builtin or barrier was called outside a kernel dispatch");

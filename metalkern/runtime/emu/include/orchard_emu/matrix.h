@@ -134,6 +134,9 @@ void sg_mma(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a, co
                    c ? float(c->e.y) : 0.0f};
   orchard_emu::Xchg x = orchard_emu::exchange(mine, sizeof mine, loc, op, &orchard_emu::mma_combine_f32);
   if (x.width != 32) orchard_emu::fail(std::string(op) + " in a simdgroup with fewer than 32 threads");
+#ifdef ORCHARD_EMU_COUNTERS
+  if (x.lane == 0) ++orchard_emu::work().mma;  // one 8x8x8 product per simdgroup
+#endif
   float out[2];
   __builtin_memcpy(out, x.base + x.lane * orchard_emu::kSlotBytes + 6 * sizeof(float), sizeof out);
   d.e = vec<D, 2>(D(out[0]), D(out[1]));

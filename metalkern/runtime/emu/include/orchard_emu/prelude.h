@@ -31,6 +31,15 @@
 #include "orchard_emu/math.h"
 #include "orchard_emu/simd.h"
 #include "orchard_emu/matrix.h"
+// The counting build compiles units of emugen.GenerateCounting (which define
+// ORCHARD_EMU_COUNTING first) with -DORCHARD_EMU_COUNTERS=1; any other mix
+// would count nothing, or not compile.
+#if defined(ORCHARD_EMU_COUNTERS) != defined(ORCHARD_EMU_COUNTING)
+#error "the counting emu build (-DORCHARD_EMU_COUNTERS=1, orchard-runner-emu-counters) needs units from emugen.GenerateCounting, and they need it"
+#endif
+#ifdef ORCHARD_EMU_COUNTERS
+#include "orchard_emu/counters.h"
+#endif
 #include "orchard_emu/binding.h"
 
 // The shim marks calls Metal has no overload for (simdgroup matrix element

@@ -27,7 +27,12 @@ constexpr mem_flags operator|(mem_flags a, mem_flags b) { return mem_flags(unsig
 
 using srcloc = std::source_location;
 
-inline void threadgroup_barrier(mem_flags, const srcloc& loc = srcloc::current()) { orchard_emu::barrier_tg(loc); }
+inline void threadgroup_barrier(mem_flags, const srcloc& loc = srcloc::current()) {
+#ifdef ORCHARD_EMU_COUNTERS
+  orchard_emu::count_barrier();
+#endif
+  orchard_emu::barrier_tg(loc);
+}
 inline void simdgroup_barrier(mem_flags, const srcloc& loc = srcloc::current()) {
   orchard_emu::barrier_sg(loc, "simdgroup_barrier");
 }
