@@ -134,6 +134,11 @@ func buildRunner(ctx context.Context, f *Factory) (metalkern.Runner, error) {
 	if err != nil {
 		return metalkern.Runner{}, err
 	}
+	return buildRunnerFor(ctx, f, t)
+}
+
+// buildRunnerFor is buildRunner for a target already resolved.
+func buildRunnerFor(ctx context.Context, f *Factory, t *target) (metalkern.Runner, error) {
 	b := t.build
 	shaders := &steps.ShadersStep{B: b}
 	kernel := &steps.KernelStep{B: b, Shaders: shaders}
