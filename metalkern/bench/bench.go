@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -63,11 +64,11 @@ type Case struct {
 	Pass   string `json:"pass"`
 	// MS is the device time of the pass's dispatches (time_source).
 	MS MS `json:"ms"`
-	// GFlops is Shape.Flops / the median time.
+	// GFlops is Shape.Flops / the median time (3 decimals).
 	GFlops float64 `json:"gflops"`
 	// BaselineMS is the plain baseline's median time of the same pass.
 	BaselineMS float64 `json:"baseline_ms"`
-	// Speedup is BaselineMS / MS.Median.
+	// Speedup is BaselineMS / MS.Median (3 decimals).
 	Speedup float64 `json:"speedup"`
 	// Counters: only with a counting runner.
 	Counters *metalkern.Counters `json:"counters,omitempty"`
@@ -170,8 +171,8 @@ func runShape(ctx context.Context, o Options, rng *rand.Rand, s Shape, dt npy.DT
 			DType: DTypeTag(dt), Causal: s.Causal, Pass: pass, MS: summarize(flash[pass])}
 		c.BaselineMS = summarize(plain[pass]).Median
 		if c.MS.Median > 0 {
-			c.GFlops = s.Flops(pass) / (c.MS.Median * 1e6)
-			c.Speedup = c.BaselineMS / c.MS.Median
+			c.GFlops = round3(s.Flops(pass) / (c.MS.Median * 1e6))
+			c.Speedup = round3(c.BaselineMS / c.MS.Median)
 		}
 		if o.Counting != nil {
 			if c.Counters, err = sumCounters(counted, pass); err != nil {
@@ -246,6 +247,9 @@ func sumCounters(st metalkern.Stats, pass string) (*metalkern.Counters, error) {
 	}
 	return &c, nil
 }
+
+// round3 rounds to 3 decimals (the runner's times have 3).
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 // summarize is min, median and max of xs (zero when empty).
 func summarize(xs []float64) MS {
