@@ -39,7 +39,7 @@ func newBenchCmd(f *Factory, runF func(*BenchOptions) error) *cobra.Command {
 	opts := &BenchOptions{F: f}
 	var shapes, dtypes, passes string
 	cmd := &cobra.Command{
-		Use:   "bench [--shapes BxHxNqxNkxD[:causal],...] [--dtype f16,f32] [--pass fwd,bwd]",
+		Use:   "bench [--shapes LIST] [--dtype f16,f32] [--pass fwd,bwd]",
 		Short: "Time the built attention against a plain baseline",
 		Long: `Time the runtime's flash-attention kernels per shape, dtype and pass (fwd,
 bwd), and the same work done by plain attention (S = QKᵀ materialised in device
@@ -97,11 +97,11 @@ the report as JSON on stdout (docs/json.md), the table otherwise.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&shapes, "shapes", "", "shapes `LIST`: BxHxNqxNkxD[:causal],... (default: a small set)")
+	fl.StringVar(&shapes, "shapes", "", "shapes `LIST`: BxHxNqxNkxD[:causal],... (default: the backend's set, above)")
 	fl.StringVar(&dtypes, "dtype", "f16,f32", "dtypes `LIST`: f16, f32 or both")
 	fl.StringVar(&passes, "pass", "fwd,bwd", "passes `LIST`: fwd, bwd or both")
-	fl.IntVar(&opts.Warmup, "warmup", 1, "untimed runs per case and variant (`N`)")
-	fl.IntVar(&opts.Repeat, "repeat", 3, "timed runs per case and variant (`N`)")
+	fl.IntVar(&opts.Warmup, "warmup", 1, "`N` untimed runs per case and variant (each a runner process)")
+	fl.IntVar(&opts.Repeat, "repeat", 3, "`N` timed runs per case and variant (each a runner process)")
 	fl.BoolVar(&opts.Counters, "counters", false, "add each pass's work counters (the emu counting build)")
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed `N` for the random inputs (default: a fresh one)")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", attn.DefaultRunnerTimeout, "time limit for each runner call as `DURATION`")
