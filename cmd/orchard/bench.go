@@ -122,7 +122,7 @@ func runBench(ctx context.Context, opts *BenchOptions) error {
 	if err != nil {
 		return err
 	}
-	runner, err := buildRunnerFor(ctx, f, t)
+	runner, err := buildRunnerFor(ctx, f, t, "orchard bench")
 	if err != nil {
 		return err
 	}
