@@ -32,6 +32,9 @@ type BenchOptions struct {
 	RunnerTimeout time.Duration
 }
 
+// emuWatchdogEnv is the emu's per-dispatch hang detector (host/emu_backend.cpp; default 20 s).
+const emuWatchdogEnv = "ORCHARD_EMU_WATCHDOG_SECONDS"
+
 // maxRepeats bounds --warmup and --repeat (each is a runner process per variant).
 const maxRepeats = 1000
 
@@ -59,7 +62,9 @@ default on emu is 1x2x128x128x64, the same :causal and 1x1x128x128x128 (seconds
 in all); on Metal 1x8x1024x1024x64, the same :causal and 1x8x1024x1024x128.
 --counters adds each pass's work counters from the emu counting build.
 The runtime is built first if needed (as 'orchard attn' does). --json prints
-the report as JSON on stdout (docs/json.md), the table otherwise.`,
+the report as JSON on stdout (docs/json.md), the table otherwise. On emu one
+dispatch may run for a quarter of --runner-timeout (at least 20 s) before the
+emu's hang detector stops it (ORCHARD_EMU_WATCHDOG_SECONDS, when unset).`,
 		Example: `  orchard bench
   orchard bench --shapes 1x8x1024x1024x64:causal --dtype f16 --repeat 10
   orchard bench --pass fwd --json > bench.json`,
@@ -141,10 +146,16 @@ func runBench(ctx context.Context, opts *BenchOptions) error {
 	if f.IO.ErrTTY || f.Global.Verbose {
 		progress = func(msg string) { fmt.Fprintln(f.IO.ErrOut, "bench "+msg) }
 	}
+	var env []string
+	if t.backend == steps.BackendEmu && f.IO.Getenv(emuWatchdogEnv) == "" {
+		// A bench case is one user-sized dispatch per pass: let the emu's
+		// hang detector wait up to a quarter of the runner's time limit.
+		env = append(env, fmt.Sprintf("%s=%d", emuWatchdogEnv, max(20, int(opts.RunnerTimeout/4/time.Second))))
+	}
 	rep, err := bench.Run(ctx, bench.Options{
 		Runner: runner, Exec: attn.RunnerExec(opts.RunnerTimeout), Dir: filepath.Join(t.dir, "bench"),
 		Shapes: opts.Shapes, DTypes: opts.DTypes, Passes: opts.Passes, Warmup: opts.Warmup, Repeat: opts.Repeat,
-		Seed: opts.Seed, Counting: counting, Progress: progress,
+		Seed: opts.Seed, Counting: counting, Progress: progress, Env: env,
 	})
 	var ie *attn.InputError
 	if errors.As(err, &ie) {

@@ -39,6 +39,8 @@ type Options struct {
 	Counting *metalkern.Runner
 	// Mode is the emu launcher mode ("" = the runner's default).
 	Mode string
+	// Env is added to every runner call's environment.
+	Env []string
 	// Progress, when set, is told before each shape and dtype.
 	Progress func(msg string)
 }
@@ -147,7 +149,7 @@ func runShape(ctx context.Context, o Options, rng *rand.Rand, s Shape, dt npy.DT
 		}
 	}
 	req := metalkern.Request{Q: filepath.Join(dir, "q.npy"), K: filepath.Join(dir, "k.npy"), V: filepath.Join(dir, "v.npy"),
-		Causal: s.Causal, Out: filepath.Join(dir, "out"), Mode: o.Mode}
+		Causal: s.Causal, Out: filepath.Join(dir, "out"), Mode: o.Mode, Env: o.Env}
 	if bwd {
 		req.DO = filepath.Join(dir, "do.npy")
 	}
