@@ -167,6 +167,9 @@ type Request struct {
 	// into its allocation: a test/diagnostic knob (PyTorch tensors arrive
 	// as a buffer plus a storage offset). 0 = none.
 	BufferOffset int
+	// Baseline "plain" runs the plain-attention baseline (kernels/attn_plain.metal)
+	// instead of the flash kernels: same inputs and outputs. "" = flash.
+	Baseline string
 	// Env is added to the runner's environment: the log switches and paths
 	// and ORCHARD_RUN_ID (docs/logs.md).
 	Env []string
@@ -193,6 +196,9 @@ func (r Runner) Argv(req Request) []string {
 	if req.BufferOffset != 0 {
 		a = append(a, "--buffer-offset", strconv.Itoa(req.BufferOffset))
 	}
+	if req.Baseline != "" {
+		a = append(a, "--baseline", req.Baseline)
+	}
 	return a
 }
 
@@ -211,6 +217,8 @@ type Stats struct {
 	GPUMS      float64 `json:"gpu_ms"`
 	TimeSource string  `json:"time_source"`
 	Passes     []Pass  `json:"passes"`
+	// Baseline is "plain" for a run of the plain baseline, "" for the flash kernels.
+	Baseline string `json:"baseline,omitempty"`
 }
 
 // Pass is one pass of a run: its grid and how it was split.

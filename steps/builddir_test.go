@@ -109,6 +109,16 @@ func TestExplainNamesTheFileEnvAndTool(t *testing.T) {
 	if got := diffParts(old, cur); got != `tool cxx changed ("12.2 /usr/bin/g++" → "13.1 /usr/bin/g++"); command 0 changed (argument 2: "/a" → "/b")` {
 		t.Errorf("tool and command: %q", got)
 	}
+	// Switching runtimes changes one config value and every generated
+	// kernel file: the config change is shown before the inputs it caused.
+	old = map[string]string{"config runtime": "embedded", "file kernels/a.metal": "1"}
+	cur = map[string]string{"config runtime": "/rt", "file kernels/a.metal": "2"}
+	for _, g := range []string{"a", "b", "c", "d"} {
+		old["input gen/"+g+".emu.cpp"], cur["input gen/"+g+".emu.cpp"] = "1", "2"
+	}
+	if got := diffParts(old, cur); !strings.HasPrefix(got, `file kernels/a.metal changed; config runtime changed ("embedded" → "/rt"); input gen/a.emu.cpp changed`) {
+		t.Errorf("runtime switch: %q", got)
+	}
 }
 
 func TestStampOfACopiedBuildDirIsNotTrusted(t *testing.T) {

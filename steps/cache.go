@@ -245,9 +245,10 @@ func sortedKeys(m map[string]string) []string {
 
 // partOrder ranks key components for --explain: what a person edits first
 // (files), then what they set (env, tools, config), then what follows from
-// those (command lines, the step's own version).
+// those (inputs: earlier steps' outputs, which one edit or switch changes
+// many of; command lines; the step's own version).
 func partOrder(k string) int {
-	for i, p := range []string{"file ", "input ", "env ", "tool ", "config ", "command ", "version", "kind"} {
+	for i, p := range []string{"file ", "env ", "tool ", "config ", "input ", "command ", "version", "kind"} {
 		if strings.HasPrefix(k, p) {
 			return i
 		}

@@ -64,3 +64,7 @@ func AttributeChecks(pipeline []Step, backend string, cs []checks.Check) {
 		}
 	}
 }
+
+// CheckPerformance is the id of rebuild --bench's item (PerformanceStep):
+// stable, as scripts and JUnit testcases key on it.
+const CheckPerformance = "performance"

@@ -134,12 +134,18 @@ func buildRunner(ctx context.Context, f *Factory) (metalkern.Runner, error) {
 	if err != nil {
 		return metalkern.Runner{}, err
 	}
+	return buildRunnerFor(ctx, f, t, "orchard attn")
+}
+
+// buildRunnerFor is buildRunner for a target already resolved; who names
+// the command in the build dir's lock.
+func buildRunnerFor(ctx context.Context, f *Factory, t *target, who string) (metalkern.Runner, error) {
 	b := t.build
 	shaders := &steps.ShadersStep{B: b}
 	kernel := &steps.KernelStep{B: b, Shaders: shaders}
 	prog := newProgress(f.IO.ErrOut, f.IO.liveProgress(), false, renderer(f.IO.ErrOut, f.ErrColor(), f.IO.Getenv))
 	prog.width = f.IO.ErrWidth
-	run, err := steps.New(steps.Options{BuildDir: t.dir, Backend: t.backend, Who: "orchard attn", Getenv: f.IO.Getenv, Events: prog.Event}).
+	run, err := steps.New(steps.Options{BuildDir: t.dir, Backend: t.backend, Who: who, Getenv: f.IO.Getenv, Events: prog.Event}).
 		Run(ctx, []steps.Step{b.Toolchain, shaders, kernel})
 	prog.Close()
 	if err != nil {

@@ -145,13 +145,14 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("only %d commands: %q", len(paths), paths)
 	}
 	// Which commands use the exit codes, and honour which shared flags.
-	withExitCodes := map[string]bool{"": true, "rebuild": true, "verify": true, "doctor": true, "attn": true}
+	withExitCodes := map[string]bool{"": true, "rebuild": true, "verify": true, "doctor": true, "attn": true, "bench": true}
 	honours := map[string][]string{
 		"":          {"--json", "--backend", "--build-dir", "--runtime", "--color"},
 		"rebuild":   {"--json", "--backend", "--build-dir", "--runtime", "--color"},
 		"verify":    {"--json", "--backend", "--build-dir", "--runtime", "--color"},
 		"doctor":    {"--json", "--backend", "--color"},
 		"attn":      {"--backend", "--build-dir", "--runtime", "--color"},
+		"bench":     {"--json", "--backend", "--build-dir", "--runtime", "--color"},
 		"tail-logs": {"--json", "--backend", "--build-dir", "--color"},
 		"version":   {"--json"},
 	}

@@ -180,6 +180,14 @@ const (
   130  interrupted (Ctrl-C)`
 )
 
+const exitCodesBench = `Exit codes:
+  0    every case ran
+  1    the runtime failed to build, a runner failed, or --counters without
+       the counters build
+  2    usage error: bad flag or shape (nothing is run)
+  3    the environment cannot build the runtime (see 'orchard doctor --fix')
+  130  interrupted (Ctrl-C)`
+
 func setExitCodes(cmd *cobra.Command, block string) {
 	if cmd.Annotations == nil {
 		cmd.Annotations = map[string]string{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"math/rand/v2"
@@ -29,7 +30,11 @@ type RebuildOptions struct {
 	Timeout  time.Duration
 	// RunnerTimeout bounds each runner call (a smoke case, runner info).
 	RunnerTimeout time.Duration
-	seedSet       bool
+	// Bench adds the performance item (PerformanceStep) after the smoke
+	// suite; BenchMinSpeedup (> 0) is its warning threshold.
+	Bench           bool
+	BenchMinSpeedup float64
+	seedSet         bool
 }
 
 func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command {
@@ -52,6 +57,11 @@ func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command 
                  reference
   logs           this run's kernel-call log lines: every dispatch logged, no
                  errors or CPU fallbacks, on the requested backend
+  performance    (--bench) the flash kernels timed against plain attention
+                 ('orchard bench' with its default shapes, 3 repeats): a
+                 warning, never a failure, when any case's speed-up is below
+                 --bench-min-speedup X (which implies --bench); no threshold:
+                 the figures only. On emu the times are emulation time.
 
 Each step is cached: a step whose inputs, commands, tool versions and
 allowlisted environment are unchanged, and whose outputs still exist, is not
@@ -83,6 +93,12 @@ that case, with its exit status or signal and the end of its stderr.`,
 			if opts.RunnerTimeout <= 0 {
 				return usageErrorf("--runner-timeout must be positive, got %s", opts.RunnerTimeout)
 			}
+			if cmd.Flags().Changed("bench-min-speedup") {
+				if !(opts.BenchMinSpeedup > 0) || math.IsInf(opts.BenchMinSpeedup, 0) {
+					return usageErrorf("--bench-min-speedup must be a positive speed-up over plain attention (e.g. 1.5), got %v", opts.BenchMinSpeedup)
+				}
+				opts.Bench = true
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -96,6 +112,8 @@ that case, with its exit status or signal and the end of its stderr.`,
 	fl.BoolVar(&opts.Fix, "fix", false, "install missing tools first (the commands 'orchard doctor --fix' prints)")
 	fl.BoolVar(&opts.Race, "race", false, "also build the ThreadSanitizer runner and run a few cases under it (emu)")
 	fl.BoolVar(&opts.Validate, "validate", false, validateUsage)
+	fl.BoolVar(&opts.Bench, "bench", false, "also time the kernels against plain attention after the smoke suite (a warning item, never a failure)")
+	fl.Float64Var(&opts.BenchMinSpeedup, "bench-min-speedup", 0, "warn when a bench case's speed-up over plain attention is below `X` (implies --bench)")
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed `N` for the smoke inputs (default: a fresh one, printed in the report)")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
 	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each build tool call (cmake, the compiler) as `DURATION`")
@@ -128,7 +146,13 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 	t.build.Race = opts.Race
 	t.build.Validate = opts.Validate
 	t.build.RunnerTimeout = opts.RunnerTimeout
-	return runPipeline(ctx, f, rebuildPipeline(t.build), pipelineRun{
+	p := rebuildPipeline(t.build)
+	if opts.Bench {
+		// Last: timing means something only for kernels that compute the
+		// right numbers, and a slow case is a warning, never a failure.
+		p = append(p, &steps.PerformanceStep{B: t.build, Kernel: kernelOf(p), MinSpeedup: opts.BenchMinSpeedup})
+	}
+	return runPipeline(ctx, f, p, pipelineRun{
 		command: "rebuild", backend: t.backend, dir: t.dir,
 		opts: steps.Options{Force: opts.Force, NoWait: opts.NoWait, StepTimeout: opts.Timeout},
 		ro:   opts.ReportOptions,
@@ -163,6 +187,16 @@ func rebuildPipeline(b *steps.Build) []steps.Step {
 		&steps.LogInspectStep{Smoke: smoke},
 	)
 	return p
+}
+
+// kernelOf is the pipeline's kernel step.
+func kernelOf(p []steps.Step) *steps.KernelStep {
+	for _, st := range p {
+		if k, ok := st.(*steps.KernelStep); ok {
+			return k
+		}
+	}
+	return nil
 }
 
 // target is what a command that builds or uses the runtime resolves first.

@@ -3,7 +3,7 @@
 //   orchard-runner [common flags] info
 //   orchard-runner [common flags] run --q Q.npy --k K.npy --v V.npy [--do DO.npy] [--causal]
 //                                     [--scale S] [--storage shared|private]
-//                                     [--buffer-offset BYTES] --out DIR
+//                                     [--buffer-offset BYTES] [--baseline plain] --out DIR
 //   common flags: [--mode fibers|threads] [--workers N] [--library PATH] [--run-id ID]
 //
 // The contract (files, JSON, exit codes) is documented in docs/runtime.md.
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "attn_run.h"
+#include "attn_plain.h"
 #include "backend.h"
 #include "npy.h"
 #include "orchard/params.h"
@@ -43,7 +44,7 @@ const char kUsage[] =
     "usage: orchard-runner [common flags] info\n"
     "       orchard-runner [common flags] run --q Q.npy --k K.npy --v V.npy [--do DO.npy]\n"
     "                                         [--causal] [--scale S] [--storage shared|private]\n"
-    "                                         [--buffer-offset BYTES] --out DIR\n"
+    "                                         [--buffer-offset BYTES] [--baseline plain] --out DIR\n"
     "common flags: --mode fibers|threads (emu), --workers N (emu), --run-id ID (tags log lines),\n"
     "              --library PATH (metal; default: orchard.metallib next to the runner),\n"
     "              --device NAME (a substring of the device name; metal also reads\n"
@@ -53,6 +54,8 @@ const char kUsage[] =
     "--storage: where the tensors live (default shared; private: GPU-only, reached through\n"
     "a shared staging buffer and a blit). --buffer-offset: a test/diagnostic knob that\n"
     "binds every tensor that many bytes (a multiple of 4) into its allocation.\n"
+    "--baseline plain: run plain attention (S in device memory; kernels/attn_plain.metal)\n"
+    "instead of the flash kernels, same files and JSON (plus \"baseline\":\"plain\").\n"
     "Logs: ORCHARD_DEBUG_FLASH_ATN=1 appends to $ORCHARD_KERNEL_LOG, ORCHARD_TENSOR_PROFILE=1\n"
     "to $ORCHARD_TENSOR_PROFILE_LOG; run id from --run-id, else $ORCHARD_RUN_ID.\n"
     "ORCHARD_DISPATCH_GROUPS=N caps the threadgroups of one dispatch (testing the split).\n";
@@ -71,7 +74,7 @@ Args parse_args(int argc, char** argv) {
       {"--q", true},       {"--k", true},       {"--v", true},      {"--do", true},
       {"--causal", false}, {"--scale", true},   {"--out", true},    {"--mode", true},
       {"--workers", true}, {"--library", true}, {"--run-id", true}, {"--device", true},
-      {"--storage", true}, {"--buffer-offset", true}};
+      {"--storage", true}, {"--buffer-offset", true}, {"--baseline", true}};
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string f = argv[i];
@@ -186,7 +189,8 @@ int cmd_info(const Args& a) {
   std::unique_ptr<Backend> be = make_backend(backend_options(a));
   Limits lim = be->limits();
   std::vector<std::string> have = be->kernels();
-  const std::vector<std::string> host = all_kernel_names();  // what run() may dispatch
+  std::vector<std::string> host = all_kernel_names();  // what run() may dispatch
+  for (const std::string& k : plain_kernel_names()) host.push_back(k);  // --baseline plain
   std::vector<std::string> missing;
   for (const std::string& k : host) {
     bool found = false;
@@ -381,6 +385,11 @@ int cmd_run(const Args& a) {
   const uint64_t group_cap = dispatch_group_cap();
   const Storage storage = storage_flag(a);
   const size_t offset = offset_flag(a);
+  const bool baseline = a.flags.count("--baseline") != 0;
+  if (baseline && flag(a, "--baseline") != "plain") {
+    throw UsageError("--baseline must be plain, got \"" + flag(a, "--baseline") + "\"");
+  }
+  if (baseline && !plain_refusal(shape).empty()) throw UsageError(plain_refusal(shape));
 
   std::string out = flag(a, "--out");
   std::error_code ec;
@@ -392,6 +401,11 @@ int cmd_run(const Args& a) {
 
   std::unique_ptr<Backend> be = make_backend(backend_options(a));
   RunLog log(be->name(), run_id);
+  if (baseline) {  // host/attn_plain.cpp: the same inputs and outputs, plain kernels
+    run_plain(*be, log, shape, prm, storage, offset, group_cap,
+              PlainInputs{&q.arr, &k.arr, &v.arr, bwd ? &dout.arr : nullptr}, out);
+    return 0;
+  }
   AttnSession ses(*be, log, shape, sel, prm, storage, offset);
   ses.set_group_cap(group_cap);
   try {
