@@ -34,7 +34,7 @@ class ThreadPool final : public Pool {
   bool poisoned() const override { return poisoned_; }
 
   void run(const KernelEntry& k, const Launch& l, metal::uint3 groups, metal::uint3 tpg) override {
-    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung; restart the runner");
+    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung; restart the process");
     k_ = &k;
     l_ = &l;
     err_.clear();
