@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -242,7 +243,11 @@ void install_handler() {
 
 FiberStacks::FiberStacks(std::size_t bytes) {
   std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
-  guard_ = page;
+  // 64 KiB of guard below each stack, not one page: g++'s
+  // -fstack-clash-protection on aarch64 probes every 64 KiB (its assumed
+  // guard size), so a big frame could step over a 4 KiB guard into the
+  // next stack or unmapped memory. It costs address space only.
+  guard_ = std::max<std::size_t>(page, std::size_t(64) << 10);
   bytes_ = (bytes + page - 1) / page * page;
   std::lock_guard<std::mutex> g(g_regions_mu);
   for (int i = 0; i < kRegions; ++i)
