@@ -174,7 +174,7 @@ class FiberPool final : public Pool {
       wp->th = std::thread([this, wp] { loop(wp); });
     }
   }
-  ~FiberPool() override {  // never called on a poisoned pool (see Launcher)
+  ~FiberPool() override {  // never called: pools are process-wide and kept (launcher.h)
     {
       std::lock_guard<std::mutex> g(mu_);
       stop_ = true;
@@ -185,7 +185,7 @@ class FiberPool final : public Pool {
   bool poisoned() const override { return poisoned_; }
 
   void run(const KernelEntry& k, const Launch& l, metal::uint3 groups, metal::uint3 tpg) override {
-    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung; restart the process");
+    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung and its threads still run the kernel (they may write to its buffers): restart the process");
     {
       std::lock_guard<std::mutex> g(mu_);
       k_ = &k;

@@ -192,13 +192,6 @@ Slot* acquire(const LaunchOptions& o) {
   p.slots.push_back(s.get());
   return s.release();
 }
-// A pool a watchdog timeout left with running threads is never handed out
-// again (nor destroyed: those threads still use it).
-void retire(Slot* s) {
-  Pools& p = pools();
-  std::lock_guard<std::mutex> g(p.mu);
-  p.slots.erase(std::remove(p.slots.begin(), p.slots.end(), s), p.slots.end());
-}
 }  // namespace
 
 Launcher::Launcher(const LaunchOptions& o) : opts_(o) {
@@ -223,21 +216,12 @@ void Launcher::check_shape(const KernelEntry& k, metal::uint3 groups, metal::uin
 
 void Launcher::dispatch(const KernelEntry& k, metal::uint3 groups, metal::uint3 tpg, const Launch& l) const {
   check_shape(k, groups, tpg);
-  for (;;) {
-    Slot* s = acquire(opts_);
-    std::lock_guard<std::mutex> run(s->run_mu);
-    if (s->pool->poisoned()) {  // hung in the dispatch this one waited for
-      retire(s);
-      continue;
-    }
-    try {
-      s->pool->run(k, l, groups, tpg);
-    } catch (...) {
-      if (s->pool->poisoned()) retire(s);
-      throw;
-    }
-    return;
-  }
+  // A pool a watchdog timeout left with running threads stays in the table
+  // and refuses every later dispatch (Pool::run): its stuck threads may
+  // still write to the hung dispatch's buffers, so the process must restart.
+  Slot* s = acquire(opts_);
+  std::lock_guard<std::mutex> run(s->run_mu);
+  s->pool->run(k, l, groups, tpg);
 }
 
 }  // namespace orchard_emu

@@ -23,7 +23,7 @@ namespace {
 class ThreadPool final : public Pool {
  public:
   explicit ThreadPool(const LaunchOptions& o) : opts_(o) {}
-  ~ThreadPool() override {  // never called on a poisoned pool (see Launcher)
+  ~ThreadPool() override {  // never called: pools are process-wide and kept (launcher.h)
     {
       std::lock_guard<std::mutex> g(mu_);
       stop_ = true;
@@ -34,7 +34,7 @@ class ThreadPool final : public Pool {
   bool poisoned() const override { return poisoned_; }
 
   void run(const KernelEntry& k, const Launch& l, metal::uint3 groups, metal::uint3 tpg) override {
-    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung; restart the process");
+    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung and its threads still run the kernel (they may write to its buffers): restart the process");
     k_ = &k;
     l_ = &l;
     err_.clear();
