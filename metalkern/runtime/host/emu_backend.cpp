@@ -5,8 +5,8 @@
 // environment variable (read once, at first use), else (mode, workers) from
 // BackendOptions, else the default; except that BackendOptions.workers > 0
 // wins over ORCHARD_EMU_WORKERS. A ThreadSanitizer build (ORCHARD_EMU_TSAN)
-// always uses threads mode. Backends re-read the knobs when emu_configure
-// changed them, at their next dispatch.
+// always uses threads mode. Backends read the knobs at every dispatch, so
+// emu_configure applies to existing ones from their next dispatch on.
 // Thread-safe and fork-safe: the only lock taken per dispatch here is the
 // knobs' lock, which the atfork handlers hold across fork().
 #include <pthread.h>
