@@ -3,7 +3,7 @@
 // the kernels, with the backend in a static that lives until exit
 // (metalkern/emu_inproc_test.go). One subcommand per property:
 //
-//   host fork       fork (also while another thread dispatches), dispatch in each child, exit()
+//   host fork       fork (also while another thread is inside a dispatch), dispatch in each child, exit()
 //   host threads    several threads dispatching on one backend at once
 //   host exit       exit() while another thread is inside a dispatch
 //   host overflow   a fiber stack overflow is an exception; a larger stack_kb fixes it
@@ -89,8 +89,52 @@ void must_matmul(orchard::Backend& be, unsigned seed, const char* where) {
   if (!check_matmul(be, seed, &why)) fail(std::string(where) + ": " + why);
 }
 
+// Forks while another thread is certainly inside a dispatch (spin_forever,
+// which the parent ends afterwards by setting its flag): the child must not
+// inherit that dispatch's locks or wait for the parent's workers.
+void fork_during_dispatch() {
+  orchard::Backend& be = backend();
+  orchard::Buffer flag = be.alloc(4, "flag"), out = be.alloc(128, "out");
+  std::atomic<bool> started{false};
+  std::string err;
+  std::thread spinner([&] {
+    started.store(true);
+    try {
+      be.dispatch("spin_forever", orchard::Dim3{1, 1, 1}, orchard::Dim3{32, 1, 1},
+                  {orchard::Arg::buf(0, flag), orchard::Arg::buf(1, out)});
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  });
+  while (!started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // inside the dispatch now
+  pid_t pid = fork();
+  if (pid < 0) fail("fork failed");
+  if (pid == 0) {
+    alarm(20);
+    std::string why;
+    if (!check_matmul(backend(), 77, &why)) {
+      std::printf("child forked mid-dispatch: %s\n", why.c_str());
+      _exit(3);
+    }
+    std::exit(0);
+  }
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid) fail("waitpid failed");
+  __atomic_store_n(static_cast<int*>(flag.data()), 1, __ATOMIC_SEQ_CST);  // ends the parent's spin
+  spinner.join();
+  if (WIFSIGNALED(st))
+    fail("the child forked mid-dispatch died of signal " + std::to_string(WTERMSIG(st)) +
+         (WTERMSIG(st) == SIGALRM ? " (SIGALRM: it hung for 20 s)" : ""));
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    fail("the child forked mid-dispatch exited with status " + std::to_string(WEXITSTATUS(st)));
+  if (!err.empty()) fail("the parent's spinning dispatch: " + err);
+}
+
 int cmd_fork() {
+  orchard::emu_configure("watchdog_seconds", "120");  // the spin below outlasts a hung child's 20 s
   must_matmul(backend(), 1, "parent before fork");  // the pool exists now
+  fork_during_dispatch();
   std::atomic<bool> stop{false};
   std::atomic<int> busy_runs{0};
   std::string busy_err;
