@@ -239,4 +239,11 @@ func TestEmuStackOverflow(t *testing.T) {
 	if want := float32(4 * 7919); out[1] != want { // in[7919 % 4] * 7919
 		t.Errorf("deep_stack with 1 MiB stacks: out[1] = %g, want %g", out[1], want)
 	}
+	// Threads mode cannot abandon a pthread: the process ends, but says why.
+	run.mode, run.env = "threads", nil
+	res = l.run(t, run)
+	want = "orchard emu: stack overflow in kernel 'deep_stack' (threads mode, where it cannot be turned into a dispatch error): each emulated thread's stack is 256 KiB"
+	if !errors.As(res.err, &ee) || ee.ExitCode() != 70 || !strings.Contains(res.stderr, want) {
+		t.Errorf("threads mode: err %v, stderr %q; want status 70 and %q", res.err, res.stderr, want)
+	}
 }

@@ -52,6 +52,13 @@ void fiber_regions_lock();
 void fiber_regions_unlock();
 void fiber_regions_forget();
 
+// Threads mode: records the calling thread's pthread stack guard (Linux;
+// elsewhere a no-op) and the kernel it runs, so that an overflow there is
+// reported with the kernel's name and the knob before the process ends
+// (status 70). Only fibers can be abandoned: a pthread's cannot.
+void thread_guard_here();
+void thread_guard_kernel(const char* name);
+
 // Per worker thread: an alternate signal stack so a stack overflow on a
 // fiber can still be reported. Installs the SIGSEGV/SIGBUS handler once.
 class AltStack {

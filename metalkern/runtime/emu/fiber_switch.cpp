@@ -2,6 +2,7 @@
 // AAPCS64), fiber stacks with guard pages, and the stack-overflow report.
 #include "fiber.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <ucontext.h>
 #include <sys/mman.h>
@@ -135,6 +136,17 @@ Region g_regions[kRegions];
 std::mutex g_regions_mu;
 struct sigaction g_prev_segv, g_prev_bus;
 
+// Threads mode: this thread's guard range, set at its start, read by the
+// handler on the same thread (its TLS block exists by then, so the read
+// allocates nothing; not initial-exec, which a dlopen'ed library may lack
+// room for).
+struct ThreadGuard {
+  std::uintptr_t lo = 0, hi = 0;
+  std::size_t bytes = 0;
+  const char* kernel = nullptr;
+};
+thread_local constinit ThreadGuard t_guard;
+
 void say(const char* s) {
   ssize_t r = ::write(2, s, std::strlen(s));
   (void)r;
@@ -216,6 +228,23 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
     say(" KiB stack; large per-thread arrays need more: set ORCHARD_EMU_STACK_KB\n");
     _exit(70);
   }
+  // Threads mode: the guard below this thread's own pthread stack.
+  if (a >= t_guard.lo && a < t_guard.hi) {
+    const char* k = t_guard.kernel;
+    say("orchard emu: stack overflow in kernel '");
+    say(k ? k : "?");
+    say("' (threads mode, where it cannot be turned into a dispatch error): each emulated thread's stack is ");
+    char kb[24];
+    std::size_t v = t_guard.bytes >> 10;
+    int n = 0;
+    char tmp[24];
+    do tmp[n++] = char('0' + v % 10); while ((v /= 10) && n < 20);
+    for (int j = 0; j < n; ++j) kb[j] = tmp[n - 1 - j];
+    kb[n] = 0;
+    say(kb);
+    say(" KiB; raise ORCHARD_EMU_STACK_KB / emu_configure(\"stack_kb\", ...), or use fibers mode\n");
+    _exit(70);
+  }
   // Not a fiber guard page: hand over to whatever was installed before.
   struct sigaction& prev = sig == SIGSEGV ? g_prev_segv : g_prev_bus;
   if (prev.sa_flags & SA_SIGINFO) {
@@ -225,6 +254,7 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
   }
   signal(sig, SIG_DFL);  // re-executing the access now takes the default action
 }
+
 
 void install_handler() {
   static std::once_flag once;
@@ -319,6 +349,24 @@ void FiberStacks::set_overflow(OverflowFn fn, void* owner) {
   g_regions[slot_].owner.store(owner);
   g_regions[slot_].on_overflow.store(fn);
 }
+
+void thread_guard_here() {
+#if defined(__linux__)
+  pthread_attr_t a;
+  if (pthread_getattr_np(pthread_self(), &a) != 0) return;
+  void* lo = nullptr;
+  std::size_t size = 0, guard = 0;
+  if (pthread_attr_getstack(&a, &lo, &size) == 0 && pthread_attr_getguardsize(&a, &guard) == 0 && guard) {
+    // glibc: the guard lies right below the reported stack.
+    t_guard.hi = reinterpret_cast<std::uintptr_t>(lo);
+    t_guard.lo = t_guard.hi - guard;
+    t_guard.bytes = size;
+  }
+  pthread_attr_destroy(&a);
+#endif
+}
+
+void thread_guard_kernel(const char* name) { t_guard.kernel = name; }
 
 void fiber_regions_lock() { g_regions_mu.lock(); }
 void fiber_regions_unlock() { g_regions_mu.unlock(); }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "fiber.h"
 #include "pool.h"
 
 namespace orchard_emu {
@@ -70,6 +71,7 @@ class ThreadPool final : public Pool {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, std::max<std::size_t>(opts_.stack_bytes, 128 << 10));
+    pthread_attr_setguardsize(&attr, 64 << 10);  // stack-clash probes step up to 64 KiB (aarch64)
     while (threads_.size() < n) {
       auto t = std::make_unique<Th>(Th{pthread_t{}, this, unsigned(threads_.size())});
       int rc = pthread_create(&t->id, &attr, &ThreadPool::thread_main, t.get());
@@ -128,6 +130,8 @@ class ThreadPool final : public Pool {
   }
 
   void worker(unsigned i) {
+    AltStack alt;  // the overflow report needs a stack of its own
+    thread_guard_here();
     uint64_t seen = 0;
     for (;;) {
       {
@@ -139,6 +143,7 @@ class ThreadPool final : public Pool {
       }
       start_together(uint32_t(seen));
       ThreadCtx& c = ctx_[i];
+      thread_guard_kernel(k_->host_name);
       tls_ctx = &c;
       try {
         k_->run(*l_, c);
