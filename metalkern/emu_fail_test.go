@@ -239,11 +239,17 @@ func TestEmuStackOverflow(t *testing.T) {
 	if want := float32(4 * 7919); out[1] != want { // in[7919 % 4] * 7919
 		t.Errorf("deep_stack with 1 MiB stacks: out[1] = %g, want %g", out[1], want)
 	}
-	// Threads mode cannot abandon a pthread: the process ends, but says why.
+	// Threads mode too: each OS thread runs the kernel on a guarded stack of its own.
 	run.mode, run.env = "threads", nil
 	res = l.run(t, run)
-	want = "orchard emu: stack overflow in kernel 'deep_stack' (threads mode, where it cannot be turned into a dispatch error): each emulated thread's stack is 256 KiB"
-	if !errors.As(res.err, &ee) || ee.ExitCode() != 70 || !strings.Contains(res.stderr, want) {
-		t.Errorf("threads mode: err %v, stderr %q; want status 70 and %q", res.err, res.stderr, want)
+	for _, want := range []string{"kernel 'deep_stack', threadgroup (0,0,0): stack overflow in thread ",
+		"each emulated thread has a 256 KiB stack (threads mode)", "ORCHARD_EMU_STACK_KB"} {
+		if !errors.As(res.err, &ee) || ee.ExitCode() != 1 || !strings.Contains(res.stderr, want) {
+			t.Errorf("threads mode: err %v, stderr %q; want status 1 and %q", res.err, res.stderr, want)
+		}
+	}
+	run.env = []string{"ORCHARD_EMU_STACK_KB=1024"}
+	if out := npy.Float32sFromBytes(l.mustRun(t, run).out[1]); out[1] != float32(4*7919) {
+		t.Errorf("deep_stack, threads mode, 1 MiB stacks: out[1] = %g", out[1])
 	}
 }

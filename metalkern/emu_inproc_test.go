@@ -175,10 +175,14 @@ func TestEmuInprocExitDuringDispatch(t *testing.T) {
 // A fiber stack overflow is an exception naming the kernel, the stack size
 // and the knob; the process goes on, and a larger stack_kb makes it pass.
 func TestEmuInprocStackOverflowIsAnError(t *testing.T) {
-	out := emuInprocMustPass(t, "overflow", time.Minute, "ORCHARD_EMU_MODE=fibers")
-	want := "overflow error: kernel 'deep_stack', threadgroup (0,0,0): stack overflow in thread 0: each emulated thread has a 256 KiB stack"
-	if !strings.Contains(out, want) {
-		t.Errorf("output lacks %q:\n%s", want, out)
+	for _, mode := range emuModes {
+		t.Run(mode, func(t *testing.T) {
+			out := emuInprocMustPass(t, "overflow", time.Minute, "ORCHARD_EMU_MODE="+mode)
+			want := "overflow error: kernel 'deep_stack', threadgroup (0,0,0): stack overflow in thread "
+			if !strings.Contains(out, want) || !strings.Contains(out, "256 KiB stack ("+mode+" mode)") {
+				t.Errorf("output lacks %q and '256 KiB stack (%s mode)':\n%s", want, mode, out)
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 extern "C" {
 // Saves the callee-saved registers on the current stack, stores the stack
@@ -52,12 +53,33 @@ void fiber_regions_lock();
 void fiber_regions_unlock();
 void fiber_regions_forget();
 
-// Threads mode: records the calling thread's pthread stack guard (Linux;
-// elsewhere a no-op) and the kernel it runs, so that an overflow there is
-// reported with the kernel's name and the knob before the process ends
-// (status 70). Only fibers can be abandoned: a pthread's cannot.
+// Threads mode: the calling OS thread runs its kernels on this stack (a
+// fiber of its own, above a 64 KiB guard): an overflow calls fn(owner, 0) on
+// its top, as for FiberStacks, so it becomes a dispatch error. Made and
+// destroyed on the thread that uses it.
+class ThreadStack {
+ public:
+  ThreadStack(std::size_t bytes, OverflowFn fn, void* owner);
+  ~ThreadStack();
+  ThreadStack(const ThreadStack&) = delete;
+  ThreadStack& operator=(const ThreadStack&) = delete;
+  void* top() const { return base_ + guard_ + bytes_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  char* base_ = nullptr;
+  std::size_t bytes_ = 0, guard_ = 0;
+};
+
+// The ThreadSanitizer build cannot follow a switch to another stack, so
+// there kernels run on the pthread's own stack: this records its guard
+// (Linux; elsewhere a no-op), and an overflow is reported with the kernel's
+// name (thread_guard_kernel) and the knob before the process ends (70).
 void thread_guard_here();
 void thread_guard_kernel(const char* name);
+
+// "kernel 'k', threadgroup (x,y,z): stack overflow in thread t: ..."
+std::string overflow_message(const std::string& where, unsigned thread, std::size_t bytes, const char* mode);
 
 // Per worker thread: an alternate signal stack so a stack overflow on a
 // fiber can still be reported. Installs the SIGSEGV/SIGBUS handler once.

@@ -141,9 +141,12 @@ struct sigaction g_prev_segv, g_prev_bus;
 // allocates nothing; not initial-exec, which a dlopen'ed library may lack
 // room for).
 struct ThreadGuard {
-  std::uintptr_t lo = 0, hi = 0;
+  std::uintptr_t lo = 0, hi = 0;  // the guard
+  std::uintptr_t top = 0;         // ThreadStack: the top of the stack above it
   std::size_t bytes = 0;
   const char* kernel = nullptr;
+  OverflowFn on_overflow = nullptr;
+  void* owner = nullptr;
 };
 thread_local constinit ThreadGuard t_guard;
 
@@ -230,6 +233,7 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
   }
   // Threads mode: the guard below this thread's own pthread stack.
   if (a >= t_guard.lo && a < t_guard.hi) {
+    if (t_guard.on_overflow && redirect(uc, t_guard.top, t_guard.on_overflow, t_guard.owner, 0)) return;
     const char* k = t_guard.kernel;
     say("orchard emu: stack overflow in kernel '");
     say(k ? k : "?");
@@ -367,6 +371,40 @@ void thread_guard_here() {
 }
 
 void thread_guard_kernel(const char* name) { t_guard.kernel = name; }
+
+ThreadStack::ThreadStack(std::size_t bytes, OverflowFn fn, void* owner) {
+  std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
+  guard_ = std::max<std::size_t>(page, std::size_t(64) << 10);  // as FiberStacks
+  bytes_ = (bytes + page - 1) / page * page;
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_NORESERVE
+  flags |= MAP_NORESERVE;
+#endif
+  void* p = mmap(nullptr, guard_ + bytes_, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (p == MAP_FAILED)
+    throw std::runtime_error("emu: cannot map a thread stack of " + std::to_string(bytes_ >> 10) +
+                             " KiB (lower ORCHARD_EMU_STACK_KB)");
+  base_ = static_cast<char*>(p);
+  mprotect(base_, guard_, PROT_NONE);
+  t_guard.lo = reinterpret_cast<std::uintptr_t>(base_);
+  t_guard.hi = t_guard.lo + guard_;
+  t_guard.top = t_guard.hi + bytes_;
+  t_guard.bytes = bytes_;
+  t_guard.owner = owner;
+  t_guard.on_overflow = fn;
+}
+
+ThreadStack::~ThreadStack() {
+  t_guard = ThreadGuard{};
+  munmap(base_, guard_ + bytes_);
+}
+
+std::string overflow_message(const std::string& where, unsigned thread, std::size_t bytes, const char* mode) {
+  return where + ": stack overflow in thread " + std::to_string(thread) + ": each emulated thread has a " +
+         std::to_string(bytes >> 10) + " KiB stack (" + mode +
+         " mode); large per-thread arrays need more: raise it with ORCHARD_EMU_STACK_KB=<KiB> or "
+         "orchard::emu_configure(\"stack_kb\", \"<KiB>\") (orchard_ops.configure(stack_kb=...))";
+}
 
 void fiber_regions_lock() { g_regions_mu.lock(); }
 void fiber_regions_unlock() { g_regions_mu.unlock(); }

@@ -118,10 +118,7 @@ void Worker::overflowed(void* p, std::size_t fiber) {
   if (!w->failed) {
     w->failed = true;
     try {
-      w->error = w->group.where() + ": stack overflow in thread " + std::to_string(fiber) +
-                 ": each emulated thread has a " + std::to_string(w->stacks.bytes() >> 10) +
-                 " KiB stack (fibers mode); large per-thread arrays need more: raise it with ORCHARD_EMU_STACK_KB=<KiB> "
-                 "or orchard::emu_configure(\"stack_kb\", \"<KiB>\") (orchard_ops.configure(stack_kb=...))";
+      w->error = overflow_message(w->group.where(), unsigned(fiber), w->stacks.bytes(), "fibers");
     } catch (...) {
       w->error = "stack overflow (raise ORCHARD_EMU_STACK_KB)";
     }

@@ -70,8 +70,14 @@ class ThreadPool final : public Pool {
   void grow(unsigned n) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
+#ifdef ORCHARD_EMU_TSAN
+    // Kernels run on this stack: stack_kb, above a guard stack-clash probes
+    // (every 64 KiB on aarch64) cannot step over.
     pthread_attr_setstacksize(&attr, std::max<std::size_t>(opts_.stack_bytes, 128 << 10));
-    pthread_attr_setguardsize(&attr, 64 << 10);  // stack-clash probes step up to 64 KiB (aarch64)
+    pthread_attr_setguardsize(&attr, 64 << 10);
+#else
+    pthread_attr_setstacksize(&attr, 128 << 10);  // the worker loop only: kernels run on a ThreadStack
+#endif
     while (threads_.size() < n) {
       auto t = std::make_unique<Th>(Th{pthread_t{}, this, unsigned(threads_.size())});
       int rc = pthread_create(&t->id, &attr, &ThreadPool::thread_main, t.get());
@@ -129,9 +135,61 @@ class ThreadPool final : public Pool {
     return nullptr;
   }
 
+  // Runs the kernel for emulated thread c (on whichever stack is current).
+  void run_kernel(ThreadCtx& c) {
+    try {
+      k_->run(*l_, c);
+      group_.thread_exit(c);
+    } catch (const Aborted&) {
+    } catch (const std::exception& e) {
+      record(e.what());
+      group_.abort();
+    } catch (...) {
+      record(group_.where() + ": unknown exception");
+      group_.abort();
+    }
+  }
+
+#ifndef ORCHARD_EMU_TSAN
+  // Outside TSan builds each OS thread runs the kernel as a fiber on a
+  // ThreadStack of its own, so that a stack overflow (the landing below, on
+  // that stack's top) abandons only the kernel and the thread goes on.
+  struct OnStack {
+    ThreadPool* pool = nullptr;
+    ThreadCtx* c = nullptr;
+    std::size_t bytes = 0;
+    void* back = nullptr;  // the worker loop's context
+    void* dead = nullptr;  // the finished fiber saves into this, never resumed
+  };
+  static void on_stack_main(void* p) {
+    auto* s = static_cast<OnStack*>(p);
+    s->pool->run_kernel(*s->c);
+    orchard_fiber_switch(&s->dead, s->back);
+    __builtin_trap();
+  }
+  [[noreturn]] static void overflowed(void* p, std::size_t) {
+    auto* s = static_cast<OnStack*>(p);
+    try {
+      s->pool->record(overflow_message(s->pool->group_.where(), s->c->thread_index_in_threadgroup, s->bytes, "threads"));
+    } catch (...) {
+      s->pool->record("stack overflow (raise ORCHARD_EMU_STACK_KB)");
+    }
+    s->pool->group_.abort();
+    orchard_fiber_switch(&s->dead, s->back);
+    __builtin_trap();
+  }
+#endif
+
   void worker(unsigned i) {
-    AltStack alt;  // the overflow report needs a stack of its own
+    AltStack alt;  // the overflow handler needs a stack of its own
+#ifdef ORCHARD_EMU_TSAN
     thread_guard_here();
+#else
+    OnStack on;
+    on.pool = this;
+    ThreadStack stack(opts_.stack_bytes, &ThreadPool::overflowed, &on);
+    on.bytes = stack.bytes();
+#endif
     uint64_t seen = 0;
     for (;;) {
       {
@@ -145,14 +203,12 @@ class ThreadPool final : public Pool {
       ThreadCtx& c = ctx_[i];
       thread_guard_kernel(k_->host_name);
       tls_ctx = &c;
-      try {
-        k_->run(*l_, c);
-        group_.thread_exit(c);
-      } catch (const Aborted&) {
-      } catch (const std::exception& e) {
-        record(e.what());
-        group_.abort();
-      }
+#ifdef ORCHARD_EMU_TSAN
+      run_kernel(c);
+#else
+      on.c = &c;
+      orchard_fiber_switch(&on.back, fiber_init(stack.top(), &ThreadPool::on_stack_main, &on));
+#endif
       tls_ctx = nullptr;
       std::lock_guard<std::mutex> lk(mu_);
       if (--remaining_ == 0) cv_done_.notify_all();
