@@ -4,8 +4,9 @@ package metalkern
 // aarch64. This test cross-compiles the launcher, the backend, the test
 // driver and three test kernels with Debian's aarch64 cross g++ and runs
 // them under qemu-user: matmul (simdgroup matrices, threadgroup memory),
-// every simd op, and a divergence report (a C++ exception thrown and caught
-// on a fiber stack).
+// every simd op, a divergence report (a C++ exception thrown and caught
+// on a fiber stack), and a fiber stack overflow turned into a dispatch error
+// (the signal handler's aarch64 ucontext redirect).
 
 import (
 	"context"
@@ -48,7 +49,7 @@ func TestEmuArm64Fibers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sources []string
-	for _, name := range []string{"matmul.metal", "simd.metal", "divergent.metal"} {
+	for _, name := range []string{"matmul.metal", "simd.metal", "divergent.metal", "limits.metal"} {
 		f := filepath.Join("testdata", "emu", "ok", name)
 		src, err := os.ReadFile(f)
 		if err != nil {
@@ -85,7 +86,7 @@ func TestEmuArm64Fibers(t *testing.T) {
 			defer func() { <-sem }()
 			out, err := exec.CommandContext(ctx, arm64CXX, "-std=c++20", "-O1", "-Wno-attributes",
 				"-I", filepath.Join(rt, "host"), "-I", filepath.Join(rt, "include"), "-I", filepath.Join(rt, "emu"),
-				"-I", filepath.Join(rt, "emu", "include"), "-c", src, "-o", objs[i]).CombinedOutput()
+				"-I", filepath.Join(rt, "emu", "include"), "-fstack-clash-protection", "-c", src, "-o", objs[i]).CombinedOutput()
 			if err != nil {
 				t.Errorf("%s %s: %v\n%s", arm64CXX, src, err, emuTail(out, 30))
 			}
@@ -112,5 +113,11 @@ func TestEmuArm64Fibers(t *testing.T) {
 	want := "kernel 'div_simd', threadgroup (0,0,0): divergent simd_sum in simdgroup 0: lane 16 returned while lanes 0-15 wait at divergent.metal:"
 	if res.err == nil || !strings.Contains(res.stderr, want) {
 		t.Errorf("div_simd on arm64: err %v, stderr %q; want %q", res.err, res.stderr, want)
+	}
+	res = l.run(t, emuRun{kernel: "deep_stack", mode: "fibers", grid: [3]int{1, 1, 1}, tg: [3]int{32, 1, 1},
+		in: map[int][]byte{0: npy.Float32Bytes([]float32{1, 2, 3, 4})}, out: map[int]int{1: 128}})
+	want = "kernel 'deep_stack', threadgroup (0,0,0): stack overflow in thread 0: each emulated thread has a 256 KiB stack"
+	if res.err == nil || !strings.Contains(res.stderr, want) {
+		t.Errorf("deep_stack on arm64: err %v, stderr %q; want %q", res.err, res.stderr, want)
 	}
 }

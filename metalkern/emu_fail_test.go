@@ -7,6 +7,7 @@ package metalkern
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -218,19 +219,37 @@ func TestEmuWatchdog(t *testing.T) {
 	}
 }
 
-// A fiber stack overflow is reported with the kernel name and the knob.
+// A fiber stack overflow is a dispatch error (not a process exit) naming the
+// kernel, the stack size and the knob.
 func TestEmuStackOverflow(t *testing.T) {
 	l := emuNative(emu(t).bin)
 	run := emuRun{kernel: "deep_stack", mode: "fibers", grid: [3]int{1, 1, 1}, tg: [3]int{32, 1, 1},
 		in: map[int][]byte{0: npy.Float32Bytes([]float32{1, 2, 3, 4})}, out: map[int]int{1: 128}}
 	res := l.run(t, run)
-	want := "orchard emu: stack overflow in kernel 'deep_stack': each emulated thread has a 256 KiB stack"
+	want := "kernel 'deep_stack', threadgroup (0,0,0): stack overflow in thread 0: each emulated thread has a 256 KiB stack"
 	if res.err == nil || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "ORCHARD_EMU_STACK_KB") {
 		t.Fatalf("err %v, stderr %q; want %q", res.err, res.stderr, want)
+	}
+	var ee *exec.ExitError
+	if !errors.As(res.err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("exit %v; want status 1 (the driver's error exit, not the old _exit(70))", res.err)
 	}
 	run.env = []string{"ORCHARD_EMU_STACK_KB=1024"}
 	out := npy.Float32sFromBytes(l.mustRun(t, run).out[1])
 	if want := float32(4 * 7919); out[1] != want { // in[7919 % 4] * 7919
 		t.Errorf("deep_stack with 1 MiB stacks: out[1] = %g, want %g", out[1], want)
+	}
+	// Threads mode too: each OS thread runs the kernel on a guarded stack of its own.
+	run.mode, run.env = "threads", nil
+	res = l.run(t, run)
+	for _, want := range []string{"kernel 'deep_stack', threadgroup (0,0,0): stack overflow in thread ",
+		"each emulated thread has a 256 KiB stack (threads mode)", "ORCHARD_EMU_STACK_KB"} {
+		if !errors.As(res.err, &ee) || ee.ExitCode() != 1 || !strings.Contains(res.stderr, want) {
+			t.Errorf("threads mode: err %v, stderr %q; want status 1 and %q", res.err, res.stderr, want)
+		}
+	}
+	run.env = []string{"ORCHARD_EMU_STACK_KB=1024"}
+	if out := npy.Float32sFromBytes(l.mustRun(t, run).out[1]); out[1] != float32(4*7919) {
+		t.Errorf("deep_stack, threads mode, 1 MiB stacks: out[1] = %g", out[1])
 	}
 }

@@ -2,10 +2,13 @@
 // AAPCS64), fiber stacks with guard pages, and the stack-overflow report.
 #include "fiber.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -17,15 +20,17 @@
 
 #if defined(__APPLE__)
 #define ORCHARD_SYM(x) "_" #x
-#define ORCHARD_FN_BEGIN(x) ".globl " ORCHARD_SYM(x) "\n.p2align 4\n" ORCHARD_SYM(x) ":\n"
+// .private_extern / .hidden: global inside the image, never exported from a
+// shared library (torch's op library must not export the context switch).
+#define ORCHARD_FN_BEGIN(x) ".globl " ORCHARD_SYM(x) "\n.private_extern " ORCHARD_SYM(x) "\n.p2align 4\n" ORCHARD_SYM(x) ":\n"
 #define ORCHARD_FN_END(x) ""
 #else
 #define ORCHARD_SYM(x) #x
-#define ORCHARD_FN_BEGIN(x) ".globl " #x "\n.type " #x ",%function\n.p2align 4\n" #x ":\n"
+#define ORCHARD_FN_BEGIN(x) ".globl " #x "\n.hidden " #x "\n.type " #x ",%function\n.p2align 4\n" #x ":\n"
 #define ORCHARD_FN_END(x) ".size " #x ", .-" #x "\n"
 #endif
 
-extern "C" void orchard_fiber_start();
+extern "C" __attribute__((visibility("hidden"))) void orchard_fiber_start();
 
 #if defined(__x86_64__)
 // Frame saved by orchard_fiber_switch, from the saved stack pointer up:
@@ -123,15 +128,81 @@ struct Region {
   std::atomic<std::uintptr_t> lo{0}, hi{0};
   std::atomic<std::size_t> stride{1}, guard{0}, bytes{0};
   std::atomic<const char*> kernel{nullptr};
+  std::atomic<OverflowFn> on_overflow{nullptr};
+  std::atomic<void*> owner{nullptr};
 };
 constexpr int kRegions = 256;
 Region g_regions[kRegions];
 std::mutex g_regions_mu;
 struct sigaction g_prev_segv, g_prev_bus;
 
+// Threads mode: this thread's guard range, set at its start, read by the
+// handler on the same thread (its TLS block exists by then, so the read
+// allocates nothing; not initial-exec, which a dlopen'ed library may lack
+// room for).
+struct ThreadGuard {
+  std::uintptr_t lo = 0, hi = 0;  // the guard
+  std::uintptr_t top = 0;         // ThreadStack: the top of the stack above it
+  std::size_t bytes = 0;
+  const char* kernel = nullptr;
+  OverflowFn on_overflow = nullptr;
+  void* owner = nullptr;
+};
+thread_local constinit ThreadGuard t_guard;
+
 void say(const char* s) {
   ssize_t r = ::write(2, s, std::strlen(s));
   (void)r;
+}
+
+// Makes the faulting thread, once the handler returns, call fn(owner, fiber)
+// on the top of the overflowed fiber's own stack (that fiber is dead: it is
+// never resumed). sigreturn restores the signal mask and leaves the
+// alternate stack as the kernel does for any handler, so nothing is left
+// half-done; the handler itself only writes registers (async-signal-safe).
+// False where this platform's ucontext is not known here.
+bool redirect(void* ucv, std::uintptr_t top, OverflowFn fn, void* owner, std::size_t fiber) {
+  auto* uc = static_cast<ucontext_t*>(ucv);
+  std::uintptr_t sp = top & ~std::uintptr_t(15);
+#if defined(__linux__) && defined(__x86_64__)
+  sp -= 8;  // as after a call: (rsp + 8) % 16 == 0 at function entry
+  *reinterpret_cast<std::uintptr_t*>(sp) = 0;  // no return address
+  uc->uc_mcontext.gregs[REG_RSP] = greg_t(sp);
+  uc->uc_mcontext.gregs[REG_RIP] = greg_t(reinterpret_cast<std::uintptr_t>(fn));
+  uc->uc_mcontext.gregs[REG_RDI] = greg_t(reinterpret_cast<std::uintptr_t>(owner));
+  uc->uc_mcontext.gregs[REG_RSI] = greg_t(fiber);
+  uc->uc_mcontext.gregs[REG_RBP] = 0;
+  return true;
+#elif defined(__linux__) && defined(__aarch64__)
+  uc->uc_mcontext.sp = sp;
+  uc->uc_mcontext.pc = reinterpret_cast<std::uintptr_t>(fn);
+  uc->uc_mcontext.regs[0] = reinterpret_cast<std::uintptr_t>(owner);
+  uc->uc_mcontext.regs[1] = fiber;
+  uc->uc_mcontext.regs[29] = 0;  // fp
+  uc->uc_mcontext.regs[30] = 0;  // lr: no return
+  return true;
+#elif defined(__APPLE__) && defined(__x86_64__)
+  // Only a Mac can prove this (docs/runtime.md): <mach/i386/_structs.h>.
+  sp -= 8;
+  *reinterpret_cast<std::uintptr_t*>(sp) = 0;
+  uc->uc_mcontext->__ss.__rsp = sp;
+  uc->uc_mcontext->__ss.__rip = reinterpret_cast<std::uintptr_t>(fn);
+  uc->uc_mcontext->__ss.__rdi = reinterpret_cast<std::uintptr_t>(owner);
+  uc->uc_mcontext->__ss.__rsi = fiber;
+  uc->uc_mcontext->__ss.__rbp = 0;
+  return true;
+#elif defined(__APPLE__) && defined(__aarch64__)
+  // Only a Mac can prove this (docs/runtime.md): <mach/arm/_structs.h>, whose
+  // accessors sign pc/sp where pointer authentication is on (arm64e).
+  __darwin_arm_thread_state64_set_sp(uc->uc_mcontext->__ss, sp);
+  __darwin_arm_thread_state64_set_pc_fptr(uc->uc_mcontext->__ss, reinterpret_cast<void*>(fn));
+  uc->uc_mcontext->__ss.__x[0] = reinterpret_cast<std::uintptr_t>(owner);
+  uc->uc_mcontext->__ss.__x[1] = fiber;
+  return true;
+#else
+  (void)uc, (void)sp, (void)fn, (void)owner, (void)fiber;
+  return false;
+#endif
 }
 
 void on_fault(int sig, siginfo_t* si, void* uc) {
@@ -139,12 +210,18 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
   for (auto& r : g_regions) {
     std::uintptr_t lo = r.lo.load(std::memory_order_relaxed), hi = r.hi.load(std::memory_order_relaxed);
     if (a < lo || a >= hi || (a - lo) % r.stride.load() >= r.guard.load()) continue;
+    // The guard page of stack i lies at the bottom of its slot; the fault
+    // is an overflow of fiber i. Its stack's top (see FiberStacks::top):
+    std::size_t stride = r.stride.load(), i = (a - lo) / stride;
+    std::uintptr_t top = lo + i * stride + stride - (i % 64) * 64;
+    if (OverflowFn fn = r.on_overflow.load(); fn && redirect(uc, top, fn, r.owner.load(), i)) return;
+    // No way back to the scheduler on this platform: report and end.
     char kb[24];
     std::size_t v = r.bytes.load() >> 10;
     int n = 0;
     char tmp[24];
     do tmp[n++] = char('0' + v % 10); while ((v /= 10) && n < 20);
-    for (int i = 0; i < n; ++i) kb[i] = tmp[n - 1 - i];
+    for (int j = 0; j < n; ++j) kb[j] = tmp[n - 1 - j];
     kb[n] = 0;
     const char* k = r.kernel.load();
     say("orchard emu: stack overflow in kernel '");
@@ -152,6 +229,24 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
     say("': each emulated thread has a ");
     say(kb);
     say(" KiB stack; large per-thread arrays need more: set ORCHARD_EMU_STACK_KB\n");
+    _exit(70);
+  }
+  // Threads mode: the guard below this thread's own pthread stack.
+  if (a >= t_guard.lo && a < t_guard.hi) {
+    if (t_guard.on_overflow && redirect(uc, t_guard.top, t_guard.on_overflow, t_guard.owner, 0)) return;
+    const char* k = t_guard.kernel;
+    say("orchard emu: stack overflow in kernel '");
+    say(k ? k : "?");
+    say("' (threads mode, where it cannot be turned into a dispatch error): each emulated thread's stack is ");
+    char kb[24];
+    std::size_t v = t_guard.bytes >> 10;
+    int n = 0;
+    char tmp[24];
+    do tmp[n++] = char('0' + v % 10); while ((v /= 10) && n < 20);
+    for (int j = 0; j < n; ++j) kb[j] = tmp[n - 1 - j];
+    kb[n] = 0;
+    say(kb);
+    say(" KiB; raise ORCHARD_EMU_STACK_KB / emu_configure(\"stack_kb\", ...), or use fibers mode\n");
     _exit(70);
   }
   // Not a fiber guard page: hand over to whatever was installed before.
@@ -163,6 +258,7 @@ void on_fault(int sig, siginfo_t* si, void* uc) {
   }
   signal(sig, SIG_DFL);  // re-executing the access now takes the default action
 }
+
 
 void install_handler() {
   static std::once_flag once;
@@ -181,7 +277,11 @@ void install_handler() {
 
 FiberStacks::FiberStacks(std::size_t bytes) {
   std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
-  guard_ = page;
+  // 64 KiB of guard below each stack, not one page: g++'s
+  // -fstack-clash-protection on aarch64 probes every 64 KiB (its assumed
+  // guard size), so a big frame could step over a 4 KiB guard into the
+  // next stack or unmapped memory. It costs address space only.
+  guard_ = std::max<std::size_t>(page, std::size_t(64) << 10);
   bytes_ = (bytes + page - 1) / page * page;
   std::lock_guard<std::mutex> g(g_regions_mu);
   for (int i = 0; i < kRegions; ++i)
@@ -194,7 +294,11 @@ FiberStacks::FiberStacks(std::size_t bytes) {
 
 FiberStacks::~FiberStacks() {
   unmap();
-  if (slot_ >= 0) g_regions[slot_].guard.store(0);
+  if (slot_ >= 0) {
+    g_regions[slot_].on_overflow.store(nullptr);
+    g_regions[slot_].owner.store(nullptr);
+    g_regions[slot_].guard.store(0);
+  }
 }
 
 void FiberStacks::unmap() {
@@ -242,6 +346,77 @@ void* FiberStacks::top(std::size_t i) const { return base_ + i * stride_ + strid
 
 void FiberStacks::set_kernel(const char* name) {
   if (slot_ >= 0) g_regions[slot_].kernel.store(name);
+}
+
+void FiberStacks::set_overflow(OverflowFn fn, void* owner) {
+  if (slot_ < 0) return;
+  g_regions[slot_].owner.store(owner);
+  g_regions[slot_].on_overflow.store(fn);
+}
+
+void thread_guard_here() {
+#if defined(__linux__)
+  pthread_attr_t a;
+  if (pthread_getattr_np(pthread_self(), &a) != 0) return;
+  void* lo = nullptr;
+  std::size_t size = 0, guard = 0;
+  if (pthread_attr_getstack(&a, &lo, &size) == 0 && pthread_attr_getguardsize(&a, &guard) == 0 && guard) {
+    // glibc: the guard lies right below the reported stack.
+    t_guard.hi = reinterpret_cast<std::uintptr_t>(lo);
+    t_guard.lo = t_guard.hi - guard;
+    t_guard.bytes = size;
+  }
+  pthread_attr_destroy(&a);
+#endif
+}
+
+void thread_guard_kernel(const char* name) { t_guard.kernel = name; }
+
+ThreadStack::ThreadStack(std::size_t bytes, OverflowFn fn, void* owner) {
+  std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
+  guard_ = std::max<std::size_t>(page, std::size_t(64) << 10);  // as FiberStacks
+  bytes_ = (bytes + page - 1) / page * page;
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_NORESERVE
+  flags |= MAP_NORESERVE;
+#endif
+  void* p = mmap(nullptr, guard_ + bytes_, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (p == MAP_FAILED)
+    throw std::runtime_error("emu: cannot map a thread stack of " + std::to_string(bytes_ >> 10) +
+                             " KiB (lower ORCHARD_EMU_STACK_KB)");
+  base_ = static_cast<char*>(p);
+  mprotect(base_, guard_, PROT_NONE);
+  t_guard.lo = reinterpret_cast<std::uintptr_t>(base_);
+  t_guard.hi = t_guard.lo + guard_;
+  t_guard.top = t_guard.hi + bytes_;
+  t_guard.bytes = bytes_;
+  t_guard.owner = owner;
+  t_guard.on_overflow = fn;
+}
+
+ThreadStack::~ThreadStack() {
+  t_guard = ThreadGuard{};
+  munmap(base_, guard_ + bytes_);
+}
+
+std::string overflow_message(const std::string& where, unsigned thread, std::size_t bytes, const char* mode) {
+  return where + ": stack overflow in thread " + std::to_string(thread) + ": each emulated thread has a " +
+         std::to_string(bytes >> 10) + " KiB stack (" + mode +
+         " mode); large per-thread arrays need more: raise it with ORCHARD_EMU_STACK_KB=<KiB> or "
+         "orchard::emu_configure(\"stack_kb\", \"<KiB>\") (orchard_ops.configure(stack_kb=...))";
+}
+
+void fiber_regions_lock() { g_regions_mu.lock(); }
+void fiber_regions_unlock() { g_regions_mu.unlock(); }
+
+void fiber_regions_forget() {
+  for (auto& r : g_regions) {
+    r.lo.store(0);
+    r.hi.store(0);
+    r.guard.store(0);
+    r.on_overflow.store(nullptr);
+    r.owner.store(nullptr);
+  }
 }
 
 AltStack::AltStack() {

@@ -47,7 +47,7 @@ struct Worker final : Scheduler {
   std::atomic<unsigned long long> cur_group{0};
   std::thread th;
 
-  explicit Worker(std::size_t stack_bytes) : stacks(stack_bytes) {}
+  explicit Worker(std::size_t stack_bytes) : stacks(stack_bytes) { stacks.set_overflow(&Worker::overflowed, this); }
 
   // The first runnable fiber after `last` (cyclic), its bit cleared; -1 if none.
   int pick() {
@@ -80,6 +80,7 @@ struct Worker final : Scheduler {
   }
 
   static void fiber_main(void* p);
+  [[noreturn]] static void overflowed(void* p, std::size_t fiber);
   void prepare(const KernelEntry& kern, const Launch& launch, metal::uint3 groups, metal::uint3 tpg);
   // Runs group g; returns an error message or "".
   std::string run_group(unsigned long long g, metal::uint3 groups);
@@ -104,6 +105,24 @@ void Worker::fiber_main(void* p) {
     }
   }
   ++w->finished;
+  w->next(&w->dead_sp);
+  __builtin_trap();  // never resumed
+}
+
+// Fiber `fiber` touched its stack's guard page: the signal handler made this
+// thread continue here, on the top of that fiber's stack (fiber.h). The
+// fiber is dead, as after any kernel error: fail the group and go back to
+// the scheduler, which turns it into the dispatch's exception.
+void Worker::overflowed(void* p, std::size_t fiber) {
+  Worker* w = static_cast<Worker*>(p);
+  if (!w->failed) {
+    w->failed = true;
+    try {
+      w->error = overflow_message(w->group.where(), unsigned(fiber), w->stacks.bytes(), "fibers");
+    } catch (...) {
+      w->error = "stack overflow (raise ORCHARD_EMU_STACK_KB)";
+    }
+  }
   w->next(&w->dead_sp);
   __builtin_trap();  // never resumed
 }
@@ -152,7 +171,7 @@ class FiberPool final : public Pool {
       wp->th = std::thread([this, wp] { loop(wp); });
     }
   }
-  ~FiberPool() override {  // never called on a poisoned pool (see Launcher)
+  ~FiberPool() override {  // never called: pools are process-wide and kept (launcher.h)
     {
       std::lock_guard<std::mutex> g(mu_);
       stop_ = true;
@@ -163,7 +182,7 @@ class FiberPool final : public Pool {
   bool poisoned() const override { return poisoned_; }
 
   void run(const KernelEntry& k, const Launch& l, metal::uint3 groups, metal::uint3 tpg) override {
-    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung; restart the runner");
+    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung and its threads still run the kernel (they may write to its buffers): restart the process");
     {
       std::lock_guard<std::mutex> g(mu_);
       k_ = &k;

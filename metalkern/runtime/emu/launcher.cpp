@@ -2,12 +2,16 @@
 // (barriers, simd exchange, threadgroup memory, errors) and Launcher.
 #include "launcher.h"
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <mutex>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include "fiber.h"
 #include "group.h"
 #include "orchard_emu/matrix.h"
 #include "pool.h"
@@ -132,14 +136,72 @@ void fail_small_buffer(const Launch& l, int i, std::size_t need) {
 }
 
 // ---- Launcher ----
+namespace {
+// One process-wide pool for one set of options.
+struct Slot {
+  LaunchOptions opts;
+  std::unique_ptr<Pool> pool;
+  std::mutex run_mu;  // one dispatch at a time
+};
+struct Pools {
+  std::mutex mu;             // guards slots; held across fork() by the atfork handlers
+  std::vector<Slot*> slots;  // leaked on purpose: no static destructor joins a thread
+};
+bool same(const LaunchOptions& a, const LaunchOptions& b) {
+  return a.threads == b.threads && a.workers == b.workers && a.stack_bytes == b.stack_bytes &&
+         a.watchdog_seconds == b.watchdog_seconds;
+}
+Pools& pools();
+// fork(): the lock of the pool table and of the fiber regions are held
+// across it (never for long: no dispatch runs under them), so the child gets
+// them free. The child has none of the pools' threads: it leaks every pool
+// (and its slot, whose run lock a parent thread may hold mid-dispatch) and
+// starts afresh. The parent is unaffected.
+void atfork_prepare() {
+  pools().mu.lock();
+  fiber_regions_lock();
+}
+void atfork_parent() {
+  fiber_regions_unlock();
+  pools().mu.unlock();
+}
+void atfork_child() {
+  Pools& p = pools();
+  for (Slot* s : p.slots) (void)s->pool.release();
+  p.slots.clear();
+  fiber_regions_forget();
+  fiber_regions_unlock();
+  p.mu.unlock();
+}
+Pools& pools() {
+  static Pools* p = [] {
+    auto* q = new Pools;
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    return q;
+  }();
+  return *p;
+}
+Slot* acquire(const LaunchOptions& o) {
+  Pools& p = pools();
+  std::lock_guard<std::mutex> g(p.mu);
+  for (Slot* s : p.slots)
+    if (same(s->opts, o)) return s;
+  auto s = std::make_unique<Slot>();
+  s->opts = o;
+  s->pool = o.threads ? make_thread_pool(o) : make_fiber_pool(o);
+  p.slots.push_back(s.get());
+  return s.release();
+}
+}  // namespace
+
+void register_fork_handlers() { (void)pools(); }
+
 Launcher::Launcher(const LaunchOptions& o) : opts_(o) {
-  if (!opts_.workers) opts_.workers = std::max(1u, std::thread::hardware_concurrency());
-  pool_ = opts_.threads ? make_thread_pool(opts_) : make_fiber_pool(opts_);
+  static const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  if (!opts_.workers) opts_.workers = cores;
 }
 
-Launcher::~Launcher() {
-  if (pool_ && pool_->poisoned()) (void)pool_.release();  // stuck threads still use it
-}
+Launcher::~Launcher() = default;
 
 void Launcher::check_shape(const KernelEntry& k, metal::uint3 groups, metal::uint3 tpg) {
   auto shape = [](metal::uint3 v) {
@@ -154,9 +216,14 @@ void Launcher::check_shape(const KernelEntry& k, metal::uint3 groups, metal::uin
                              "), the limit is " + std::to_string(kMaxThreads));
 }
 
-void Launcher::dispatch(const KernelEntry& k, metal::uint3 groups, metal::uint3 tpg, const Launch& l) {
+void Launcher::dispatch(const KernelEntry& k, metal::uint3 groups, metal::uint3 tpg, const Launch& l) const {
   check_shape(k, groups, tpg);
-  pool_->run(k, l, groups, tpg);
+  // A pool a watchdog timeout left with running threads stays in the table
+  // and refuses every later dispatch (Pool::run): its stuck threads may
+  // still write to the hung dispatch's buffers, so the process must restart.
+  Slot* s = acquire(opts_);
+  std::lock_guard<std::mutex> run(s->run_mu);
+  s->pool->run(k, l, groups, tpg);
 }
 
 }  // namespace orchard_emu

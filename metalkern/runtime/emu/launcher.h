@@ -8,6 +8,15 @@
 //           real concurrency for ThreadSanitizer; a watchdog turns a hang
 //           into an error.
 // The kernel registry is filled by the generated *.emu.cpp files at startup.
+//
+// In-process use (a Python process, docs/emu.md "In-process use"): the worker
+// pools are process-wide, one per distinct LaunchOptions, created at the
+// first dispatch that needs them and never destroyed, so no thread is ever
+// joined at exit (an interpreter exit cannot hang on one). Dispatches on one
+// pool run one at a time (its lock): a dispatch already uses every worker,
+// so a second one at the same moment would only add threads and stacks.
+// After fork() the child abandons every pool (their threads stayed in the
+// parent) and builds new ones on its first dispatch.
 #pragma once
 
 #include <cstddef>
@@ -31,20 +40,25 @@ struct LaunchOptions {
 
 class Launcher {
  public:
-  explicit Launcher(const LaunchOptions& o);
+  explicit Launcher(const LaunchOptions& o);  // starts no thread
   ~Launcher();
   // Throws std::runtime_error naming the kernel when the shape is invalid
   // (empty grid or threadgroup, more than 1024 threads per threadgroup).
   static void check_shape(const KernelEntry& k, metal::uint3 groups, metal::uint3 threads_per_group);
-  // Throws std::runtime_error naming the kernel on any failure.
-  void dispatch(const KernelEntry& k, metal::uint3 groups, metal::uint3 threads_per_group, const Launch& l);
+  // Throws std::runtime_error naming the kernel on any failure. Safe to call
+  // from several threads at once (they take turns on the shared pool).
+  void dispatch(const KernelEntry& k, metal::uint3 groups, metal::uint3 threads_per_group, const Launch& l) const;
   bool threads() const { return opts_.threads; }
   unsigned workers() const { return opts_.workers; }
+  const LaunchOptions& options() const { return opts_; }
 
  private:
   LaunchOptions opts_;
-  std::unique_ptr<Pool> pool_;
 };
+
+// Registers the pools' fork handlers now (otherwise at the first dispatch).
+// See emu_register_fork_handlers in host/emu_inproc.h.
+void register_fork_handlers();
 
 // Kernels registered by the generated sources, in registration order.
 const std::vector<const KernelEntry*>& registry();

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "fiber.h"
 #include "pool.h"
 
 namespace orchard_emu {
@@ -23,7 +24,7 @@ namespace {
 class ThreadPool final : public Pool {
  public:
   explicit ThreadPool(const LaunchOptions& o) : opts_(o) {}
-  ~ThreadPool() override {  // never called on a poisoned pool (see Launcher)
+  ~ThreadPool() override {  // never called: pools are process-wide and kept (launcher.h)
     {
       std::lock_guard<std::mutex> g(mu_);
       stop_ = true;
@@ -34,7 +35,7 @@ class ThreadPool final : public Pool {
   bool poisoned() const override { return poisoned_; }
 
   void run(const KernelEntry& k, const Launch& l, metal::uint3 groups, metal::uint3 tpg) override {
-    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung; restart the runner");
+    if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung and its threads still run the kernel (they may write to its buffers): restart the process");
     k_ = &k;
     l_ = &l;
     err_.clear();
@@ -69,7 +70,14 @@ class ThreadPool final : public Pool {
   void grow(unsigned n) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
+#ifdef ORCHARD_EMU_TSAN
+    // Kernels run on this stack: stack_kb, above a guard stack-clash probes
+    // (every 64 KiB on aarch64) cannot step over.
     pthread_attr_setstacksize(&attr, std::max<std::size_t>(opts_.stack_bytes, 128 << 10));
+    pthread_attr_setguardsize(&attr, 64 << 10);
+#else
+    pthread_attr_setstacksize(&attr, 128 << 10);  // the worker loop only: kernels run on a ThreadStack
+#endif
     while (threads_.size() < n) {
       auto t = std::make_unique<Th>(Th{pthread_t{}, this, unsigned(threads_.size())});
       int rc = pthread_create(&t->id, &attr, &ThreadPool::thread_main, t.get());
@@ -127,7 +135,61 @@ class ThreadPool final : public Pool {
     return nullptr;
   }
 
+  // Runs the kernel for emulated thread c (on whichever stack is current).
+  void run_kernel(ThreadCtx& c) {
+    try {
+      k_->run(*l_, c);
+      group_.thread_exit(c);
+    } catch (const Aborted&) {
+    } catch (const std::exception& e) {
+      record(e.what());
+      group_.abort();
+    } catch (...) {
+      record(group_.where() + ": unknown exception");
+      group_.abort();
+    }
+  }
+
+#ifndef ORCHARD_EMU_TSAN
+  // Outside TSan builds each OS thread runs the kernel as a fiber on a
+  // ThreadStack of its own, so that a stack overflow (the landing below, on
+  // that stack's top) abandons only the kernel and the thread goes on.
+  struct OnStack {
+    ThreadPool* pool = nullptr;
+    ThreadCtx* c = nullptr;
+    std::size_t bytes = 0;
+    void* back = nullptr;  // the worker loop's context
+    void* dead = nullptr;  // the finished fiber saves into this, never resumed
+  };
+  static void on_stack_main(void* p) {
+    auto* s = static_cast<OnStack*>(p);
+    s->pool->run_kernel(*s->c);
+    orchard_fiber_switch(&s->dead, s->back);
+    __builtin_trap();
+  }
+  [[noreturn]] static void overflowed(void* p, std::size_t) {
+    auto* s = static_cast<OnStack*>(p);
+    try {
+      s->pool->record(overflow_message(s->pool->group_.where(), s->c->thread_index_in_threadgroup, s->bytes, "threads"));
+    } catch (...) {
+      s->pool->record("stack overflow (raise ORCHARD_EMU_STACK_KB)");
+    }
+    s->pool->group_.abort();
+    orchard_fiber_switch(&s->dead, s->back);
+    __builtin_trap();
+  }
+#endif
+
   void worker(unsigned i) {
+    AltStack alt;  // the overflow handler needs a stack of its own
+#ifdef ORCHARD_EMU_TSAN
+    thread_guard_here();
+#else
+    OnStack on;
+    on.pool = this;
+    ThreadStack stack(opts_.stack_bytes, &ThreadPool::overflowed, &on);
+    on.bytes = stack.bytes();
+#endif
     uint64_t seen = 0;
     for (;;) {
       {
@@ -139,15 +201,14 @@ class ThreadPool final : public Pool {
       }
       start_together(uint32_t(seen));
       ThreadCtx& c = ctx_[i];
+      thread_guard_kernel(k_->host_name);
       tls_ctx = &c;
-      try {
-        k_->run(*l_, c);
-        group_.thread_exit(c);
-      } catch (const Aborted&) {
-      } catch (const std::exception& e) {
-        record(e.what());
-        group_.abort();
-      }
+#ifdef ORCHARD_EMU_TSAN
+      run_kernel(c);
+#else
+      on.c = &c;
+      orchard_fiber_switch(&on.back, fiber_init(stack.top(), &ThreadPool::on_stack_main, &on));
+#endif
       tls_ctx = nullptr;
       std::lock_guard<std::mutex> lk(mu_);
       if (--remaining_ == 0) cv_done_.notify_all();

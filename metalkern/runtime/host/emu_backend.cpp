@@ -1,17 +1,24 @@
 // emu_backend.cpp — orchard::Backend on the CPU emulator (emu/launcher.h).
 //
-// Mode: $ORCHARD_EMU_MODE overrides BackendOptions.emu_mode; the default is
-// fibers. A ThreadSanitizer build (ORCHARD_EMU_TSAN) always uses threads.
-// Other knobs: ORCHARD_EMU_WORKERS (fibers workers when opts.workers is 0),
-// ORCHARD_EMU_STACK_KB (per emulated thread, default 256),
-// ORCHARD_EMU_WATCHDOG_SECONDS (default 20).
+// Knobs (emu_inproc.h, docs/emu.md): mode, workers, stack_kb,
+// watchdog_seconds. Each is taken from emu_configure() if set, else from its
+// environment variable (read once, at first use), else (mode, workers) from
+// BackendOptions, else the default; except that BackendOptions.workers > 0
+// wins over ORCHARD_EMU_WORKERS. A ThreadSanitizer build (ORCHARD_EMU_TSAN)
+// always uses threads mode. Backends read the knobs at every dispatch, so
+// emu_configure applies to existing ones from their next dispatch on.
+// Thread-safe and fork-safe: the only lock taken per dispatch here is the
+// knobs' lock, which the atfork handlers hold across fork().
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -20,6 +27,7 @@
 #include "../emu/launcher.h"
 #include "backend.h"
 #include "device_pick.h"
+#include "emu_inproc.h"
 
 namespace orchard {
 namespace {
@@ -27,37 +35,114 @@ namespace {
 constexpr std::size_t kBufferAlign = 16384;  // like a Metal shared buffer: page aligned
 constexpr std::size_t kMaxBytesArg = 4096;   // setBytes limit on Metal
 
-unsigned long env_number(const char* name, unsigned long def, unsigned long lo, unsigned long hi) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return def;
+// ---- knobs ----
+struct Knob {
+  const char* key;
+  const char* env;
+  unsigned long lo, hi;
+  const char* what;  // what the number is, for errors
+};
+constexpr int kMode = 0, kWorkers = 1, kStack = 2, kWatchdog = 3, kKnobs = 4;
+constexpr Knob kKnob[kKnobs] = {
+    {"mode", "ORCHARD_EMU_MODE", 0, 0, "fibers or threads"},
+    {"workers", "ORCHARD_EMU_WORKERS", 0, 4096, "a whole number of fibers worker threads (0 = all cores)"},
+    {"stack_kb", "ORCHARD_EMU_STACK_KB", 64, 1 << 20, "a whole number of KiB (the stack of each emulated thread)"},
+    {"watchdog_seconds", "ORCHARD_EMU_WATCHDOG_SECONDS", 1, 86400,
+     "a whole number of seconds without progress before a dispatch fails"},
+};
+
+struct Config {
+  std::mutex mu;
+  std::string env[kKnobs];  // the environment at first use
+  std::string set[kKnobs];  // emu_configure ("" = not set)
+};
+void config_lock();
+void config_unlock();
+// Leaked: nothing to destroy at exit. Its lock is held across fork() so a
+// child can always read and set the knobs.
+Config& config() {
+  static Config* c = [] {
+    auto* n = new Config;
+    for (int i = 0; i < kKnobs; ++i)
+      if (const char* v = std::getenv(kKnob[i].env)) n->env[i] = v;
+    pthread_atfork(config_lock, config_unlock, config_unlock);
+    return n;
+  }();
+  return *c;
+}
+void config_lock() { config().mu.lock(); }
+void config_unlock() { config().mu.unlock(); }
+
+// Checks a value of knob i; returns "" or what is wrong with it.
+std::string knob_problem(int i, const std::string& v, unsigned long* n) {
+  if (i == kMode) return v == "fibers" || v == "threads" ? "" : "want fibers or threads";
   char* end = nullptr;
-  unsigned long n = std::strtoul(v, &end, 10);
-  if (*end || n < lo || n > hi)
-    throw std::runtime_error(std::string("emu: ") + name + "=" + v + ": want a number from " + std::to_string(lo) +
-                             " to " + std::to_string(hi));
+  errno = 0;
+  unsigned long x = v.empty() || v[0] == '-' || v[0] == '+' ? 0 : std::strtoul(v.c_str(), &end, 10);
+  if (v.empty() || !end || *end || errno || x < kKnob[i].lo || x > kKnob[i].hi)
+    return std::string("want ") + kKnob[i].what + " from " + std::to_string(kKnob[i].lo) + " to " +
+           std::to_string(kKnob[i].hi);
+  if (n) *n = x;
+  return "";
+}
+
+int knob_index(const std::string& key) {
+  for (int i = 0; i < kKnobs; ++i)
+    if (key == kKnob[i].key) return i;
+  std::string all;
+  for (int i = 0; i < kKnobs; ++i) all += std::string(i ? ", " : "") + kKnob[i].key;
+  throw std::invalid_argument("emu_configure: unknown key '" + key + "': want one of " + all);
+}
+
+struct Values {
+  std::string v[kKnobs];  // configured, else the environment's ("" = neither)
+  bool workers_configured = false;
+};
+Values current() {
+  Config& c = config();
+  std::lock_guard<std::mutex> g(c.mu);
+  Values out;
+  for (int i = 0; i < kKnobs; ++i) out.v[i] = !c.set[i].empty() ? c.set[i] : c.env[i];
+  out.workers_configured = !c.set[kWorkers].empty();
+  return out;
+}
+
+// A value from emu_configure was checked there; one from the environment is
+// checked here, with the variable's name in the error.
+unsigned long number(const Values& vals, int i, unsigned long def) {
+  if (vals.v[i].empty()) return def;
+  unsigned long n = 0;
+  std::string bad = knob_problem(i, vals.v[i], &n);
+  if (!bad.empty()) throw std::runtime_error(std::string("emu: ") + kKnob[i].env + "=" + vals.v[i] + ": " + bad);
   return n;
+}
+
+orchard_emu::LaunchOptions launch_options(const BackendOptions& opts, const Values& vals) {
+  std::string mode = !vals.v[kMode].empty() ? vals.v[kMode] : opts.emu_mode;
+  if (mode.empty()) mode = "fibers";
+  if (mode != "fibers" && mode != "threads")
+    throw std::runtime_error("emu: mode '" + mode + "' is unknown: want fibers or threads (ORCHARD_EMU_MODE)");
+#ifdef ORCHARD_EMU_TSAN
+  mode = "threads";  // ThreadSanitizer cannot follow fiber switches
+#endif
+  orchard_emu::LaunchOptions lo;
+  lo.threads = mode == "threads";
+  if (opts.workers > 0 && !vals.workers_configured) lo.workers = unsigned(opts.workers);
+  if (!lo.workers) lo.workers = unsigned(number(vals, kWorkers, 0));
+  lo.stack_bytes = number(vals, kStack, 256) << 10;
+  // A configured value or the environment's, else the caller's option (the
+  // op library's), else 20 s.
+  lo.watchdog_seconds = double(number(vals, kWatchdog, 0));
+  if (lo.watchdog_seconds <= 0) lo.watchdog_seconds = opts.watchdog_seconds > 0 ? opts.watchdog_seconds : 20;
+  return lo;
 }
 
 class EmuBackend final : public Backend {
  public:
-  explicit EmuBackend(const BackendOptions& opts) {
-    std::string mode = opts.emu_mode;
-    if (const char* env = std::getenv("ORCHARD_EMU_MODE"); env && *env) mode = env;
-    if (mode.empty()) mode = "fibers";
-    if (mode != "fibers" && mode != "threads")
-      throw std::runtime_error("emu: mode '" + mode + "' is unknown: want fibers or threads (ORCHARD_EMU_MODE)");
-#ifdef ORCHARD_EMU_TSAN
-    mode = "threads";  // ThreadSanitizer cannot follow fiber switches
-#endif
-    orchard_emu::LaunchOptions lo;
-    lo.threads = mode == "threads";
-    lo.workers = opts.workers > 0 ? unsigned(opts.workers) : unsigned(env_number("ORCHARD_EMU_WORKERS", 0, 0, 4096));
-    lo.stack_bytes = env_number("ORCHARD_EMU_STACK_KB", 256, 64, 1 << 20) << 10;
-    lo.watchdog_seconds = opts.watchdog_seconds > 0 ? opts.watchdog_seconds
-                                                    : double(env_number("ORCHARD_EMU_WATCHDOG_SECONDS", 20, 1, 86400));
+  explicit EmuBackend(const BackendOptions& opts) : opts_(opts) {
+    (void)launch_options(opts_, current());  // bad knobs fail here, before any dispatch
     auto problems = orchard_emu::registry_problems();
     if (!problems.empty()) throw std::runtime_error("emu: " + problems.front());
-    launcher_ = std::make_unique<orchard_emu::Launcher>(lo);
     if (!opts.device.empty()) {  // --device: the one emulated device must match, as on Metal
       std::string error;
       if (pick_device({DeviceCandidate{device(), 7, false}}, opts.device, &error) < 0)
@@ -68,8 +153,9 @@ class EmuBackend final : public Backend {
   std::string name() const override { return "emu"; }
 
   std::string device() const override {
-    if (launcher_->threads()) return "cpu (threads)";
-    unsigned w = launcher_->workers();
+    auto l = launcher();
+    if (l->threads()) return "cpu (threads)";
+    unsigned w = l->workers();
     return "cpu (fibers, " + std::to_string(w) + (w == 1 ? " worker)" : " workers)");
   }
 
@@ -181,7 +267,7 @@ class EmuBackend final : public Backend {
                                  ") is not bound");
     }
     const auto t0 = std::chrono::steady_clock::now();  // the emulation's own time
-    launcher_->dispatch(*k, g3, t3, l);
+    launcher()->dispatch(*k, g3, t3, l);
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
@@ -217,11 +303,52 @@ class EmuBackend final : public Backend {
     return s;
   }
 
-  std::unique_ptr<orchard_emu::Launcher> launcher_;
+  // The launcher for the knobs in effect now (cheap: launchers hold no
+  // threads, the pools are process-wide, launcher.h). Made per call rather
+  // than cached under a lock of this backend: fork() in another thread could
+  // leave such a lock held in the child (the knobs' lock is fork-safe).
+  std::unique_ptr<const orchard_emu::Launcher> launcher() const {
+    return std::make_unique<const orchard_emu::Launcher>(launch_options(opts_, current()));
+  }
+
+  BackendOptions opts_;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& opts) { return std::make_unique<EmuBackend>(opts); }
+
+void emu_configure(const std::string& key, const std::string& value) {
+  int i = knob_index(key);
+  if (!value.empty()) {
+    std::string bad = knob_problem(i, value, nullptr);
+    if (!bad.empty()) throw std::invalid_argument("emu_configure: " + key + "='" + value + "': " + bad);
+  }
+  Config& c = config();
+  std::lock_guard<std::mutex> g(c.mu);
+  c.set[i] = value;
+}
+
+std::string emu_config(const std::string& key) {
+  int i = knob_index(key);
+  orchard_emu::LaunchOptions lo = launch_options(BackendOptions{}, current());
+  switch (i) {
+    case kMode: return lo.threads ? "threads" : "fibers";
+    case kWorkers: return std::to_string(lo.workers);
+    case kStack: return std::to_string(lo.stack_bytes >> 10);
+    default: return std::to_string(static_cast<unsigned long>(lo.watchdog_seconds));
+  }
+}
+
+void emu_register_fork_handlers() {
+  (void)config();
+  orchard_emu::register_fork_handlers();
+}
+
+std::vector<std::string> emu_config_keys() {
+  std::vector<std::string> out;
+  for (const Knob& k : kKnob) out.push_back(k.key);
+  return out;
+}
 
 }  // namespace orchard

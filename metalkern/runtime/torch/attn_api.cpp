@@ -23,6 +23,7 @@
 #include "attn_run.h"
 #include "attn_state.h"
 #include "backend.h"
+#include "emu_inproc.h"
 #include "runlog.h"
 #include "select.h"
 
@@ -44,16 +45,29 @@ long parse_long(const std::string& key, const std::string& v, long lo, long hi) 
   return n;
 }
 
-// Applies one setting; what names where it came from (configure or a variable).
+// The emu knobs: configure()'s name -> emu_configure()'s (host/emu_inproc.h,
+// which reads their variables at first use and lets a configured value win).
+const char* emu_key(const std::string& key) {
+  if (key == "mode") return "mode";
+  if (key == "workers") return "workers";
+  if (key == "watchdog") return "watchdog_seconds";
+  if (key == "stack_kb") return "stack_kb";
+  return nullptr;
+}
+
+// Checks one setting and applies it: the emu knobs to emu_configure, the
+// op's own (kernel_log, debug) to s; what names where it came from
+// (configure or a variable).
 void apply(Settings& s, const std::string& key, const std::string& v, const std::string& what) {
   try {
     if (key == "mode") {
       if (v != "fibers" && v != "threads") throw std::invalid_argument("mode=" + v + ": want fibers or threads");
-      s.mode = v;
     } else if (key == "workers") {
-      s.workers = int(parse_long(key, v, 0, 4096));
+      (void)parse_long(key, v, 0, 4096);
     } else if (key == "watchdog") {
-      s.watchdog = double(parse_long(key, v, 1, 86400));
+      (void)parse_long(key, v, 1, 86400);
+    } else if (key == "stack_kb") {
+      (void)parse_long(key, v, 64, 1048576);
     } else if (key == "kernel_log") {
       s.kernel_log = v;
     } else if (key == "debug") {
@@ -61,8 +75,9 @@ void apply(Settings& s, const std::string& key, const std::string& v, const std:
       s.debug = v == "1";
     } else {
       throw std::invalid_argument("unknown setting '" + key +
-                                  "': the settings are mode, workers, watchdog, kernel_log, debug");
+                                  "': the settings are mode, workers, watchdog, stack_kb, kernel_log, debug");
     }
+    if (const char* ek = emu_key(key)) emu_configure(ek, v);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(std::string(e.what()) + " (" + what + ")");
   }
@@ -115,6 +130,9 @@ void check_bytes(const char* name, size_t got, size_t want) {
 State& state() {
   static State* s = [] {
     g_state = new State;  // never destroyed (see the file comment)
+    // The emu's handlers first, so that ours (registered later) take st.mu
+    // before they take the emu's locks: the order a call takes them in.
+    emu_register_fork_handlers();
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     return g_state;
   }();
@@ -124,14 +142,8 @@ State& state() {
 void load_settings(State& st) {
   if (st.loaded) return;
   Settings s;
-  const char* vars[][2] = {{"mode", "ORCHARD_EMU_MODE"},
-                           {"workers", "ORCHARD_EMU_WORKERS"},
-                           {"watchdog", "ORCHARD_EMU_WATCHDOG_SECONDS"},
-                           {"kernel_log", "ORCHARD_KERNEL_LOG"}};
-  for (auto& kv : vars) {
-    std::string v = env(kv[1]);
-    if (!v.empty()) apply(s, kv[0], v, std::string("$") + kv[1]);
-  }
+  // The emu knobs' variables are emu_backend.cpp's to read (host/emu_inproc.h).
+  if (std::string v = env("ORCHARD_KERNEL_LOG"); !v.empty()) apply(s, "kernel_log", v, "$ORCHARD_KERNEL_LOG");
   s.debug = env("ORCHARD_DEBUG_FLASH_ATN") == "1";
   if (std::string g = env("ORCHARD_DISPATCH_GROUPS"); !g.empty())
     s.group_cap = uint64_t(parse_long("ORCHARD_DISPATCH_GROUPS", g, 1, 1L << 32));
@@ -141,11 +153,7 @@ void load_settings(State& st) {
 
 Backend& emu_backend(State& st) {
   if (!st.emu) {
-    BackendOptions o;
-    o.emu_mode = st.set.mode;
-    o.workers = st.set.workers;
-    o.watchdog_seconds = st.set.watchdog;
-    st.emu = make_backend(o);
+    st.emu = make_backend(BackendOptions{});  // the knobs: emu_configure / their variables
   }
   return *st.emu;
 }
@@ -196,7 +204,7 @@ void configure(const std::string& key, const std::string& value) {
   Settings s = st.set;
   apply(s, key, value, "orchard_ops.configure");
   st.set = s;
-  st.emu.reset();  // idle (the mutex is held): its workers are joined here
+  st.emu.reset();  // idle (the mutex is held); the emu's worker pools are process-wide
   st.emu_log.reset();
   st.metal_log.reset();
 }
@@ -206,8 +214,8 @@ std::string settings() {
   std::lock_guard<std::mutex> lk(st.mu);
   load_settings(st);
   const Settings& s = st.set;
-  return "mode=" + s.mode + "\nworkers=" + std::to_string(s.workers) +
-         "\nwatchdog=" + std::to_string(int(s.watchdog > 0 ? s.watchdog : 20)) + "\nkernel_log=" +
+  return "mode=" + emu_config("mode") + "\nworkers=" + emu_config("workers") +
+         "\nwatchdog=" + emu_config("watchdog_seconds") + "\nstack_kb=" + emu_config("stack_kb") + "\nkernel_log=" +
          (s.kernel_log.empty() ? default_log_path("emu") : s.kernel_log) + "\ndebug=" + (s.debug ? "1" : "0");
 }
 

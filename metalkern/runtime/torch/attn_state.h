@@ -18,11 +18,9 @@
 namespace orchard {
 namespace api {
 
-// attn_api.h's settings (the table there).
+// attn_api.h's settings of the op itself (the emu knobs live in
+// emu_backend.cpp: host/emu_inproc.h).
 struct Settings {
-  std::string mode = "fibers";
-  int workers = 0;
-  double watchdog = 0;     // 0: the backend's default (20 s)
   std::string kernel_log;  // "": default_log_path(backend)
   bool debug = false;
   uint64_t group_cap = 0;  // $ORCHARD_DISPATCH_GROUPS (testing the split, as the runner)

@@ -57,11 +57,14 @@ void cpu_backward(const Problem& p, const HostBwd& t);
 // mode         fibers | threads              $ORCHARD_EMU_MODE, else fibers
 // workers      0..4096 (0: every core)       $ORCHARD_EMU_WORKERS, else 0
 // watchdog     seconds, 1..86400             $ORCHARD_EMU_WATCHDOG_SECONDS, else 20
+// stack_kb     KiB, 64..1048576 (each        $ORCHARD_EMU_STACK_KB, else 256
+//              emulated thread's stack)
 // kernel_log   a path ("" = the default)     $ORCHARD_KERNEL_LOG, else
 //              <cache dir>/orchard/<emu|metal>/logs/flashattn_kernel_calls.log
 // debug        0 | 1 (the kernel-call log)   $ORCHARD_DEBUG_FLASH_ATN == "1"
-// A change takes effect at the next call (the backend and the log are made
-// again). An unknown key or a bad value throws std::invalid_argument naming it.
+// The emu knobs (mode, workers, watchdog, stack_kb) go to emu_configure
+// (host/emu_inproc.h): a configured value wins over its variable. A change
+// takes effect at the next call (the backend and the log are made again). An unknown key or a bad value throws std::invalid_argument naming it.
 void configure(const std::string& key, const std::string& value);
 // The settings in effect, one "key=value" a line (env read on first use).
 std::string settings();

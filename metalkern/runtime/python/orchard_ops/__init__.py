@@ -163,6 +163,7 @@ _KNOBS = {
     "mode": ("fibers", "threads"),
     "workers": int,
     "watchdog": int,
+    "stack_kb": int,
     "kernel_log": str,
     "debug": bool,
 }
@@ -174,6 +175,8 @@ def configure(**knobs):
     mode="fibers"|"threads" (emu scheduling; $ORCHARD_EMU_MODE), workers=N (emu
     worker threads, 0 = every core; $ORCHARD_EMU_WORKERS), watchdog=SECONDS (an
     emu dispatch without progress that long fails; $ORCHARD_EMU_WATCHDOG_SECONDS),
+    stack_kb=KIB (each emulated thread's stack, 64..1048576; an overflow is a
+    RuntimeError naming this knob; $ORCHARD_EMU_STACK_KB),
     kernel_log=PATH ("" = the default; $ORCHARD_KERNEL_LOG), debug=True|False (the
     kernel-call log; $ORCHARD_DEBUG_FLASH_ATN=1). The variables are read at the
     first call; configure() overrides them.

@@ -63,5 +63,5 @@ def restore_settings():
     before = orchard_ops.settings()
     yield
     orchard_ops.configure(mode=before["mode"], workers=int(before["workers"]),
-                          watchdog=int(before["watchdog"]), kernel_log=before["kernel_log"],
+                          watchdog=int(before["watchdog"]), stack_kb=int(before["stack_kb"]), kernel_log=before["kernel_log"],
                           debug=before["debug"] == "1")

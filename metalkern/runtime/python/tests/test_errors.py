@@ -84,7 +84,7 @@ def test_the_ops_check_their_inputs_too(call_log):
 
 
 def test_configure_refuses_bad_knobs(restore_settings):
-    with pytest.raises(TypeError, match="unknown knob 'colour'.*debug, kernel_log, mode, watchdog, workers"):
+    with pytest.raises(TypeError, match="unknown knob 'colour'.*debug, kernel_log, mode, stack_kb, watchdog, workers"):
         orchard_ops.configure(colour="red")
     with pytest.raises(ValueError, match="mode='gpu': want one of fibers, threads"):
         orchard_ops.configure(mode="gpu")
@@ -94,6 +94,8 @@ def test_configure_refuses_bad_knobs(restore_settings):
         orchard_ops.configure(workers=5000)
     with pytest.raises(ValueError, match="watchdog=0: want a whole number from 1 to 86400"):
         orchard_ops.configure(watchdog=0)
+    with pytest.raises(ValueError, match="stack_kb=32: want a whole number from 64 to 1048576"):
+        orchard_ops.configure(stack_kb=32)
     with pytest.raises(TypeError, match="debug=1: want True or False"):
         orchard_ops.configure(debug=1)
 
