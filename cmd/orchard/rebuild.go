@@ -29,7 +29,9 @@ type RebuildOptions struct {
 	Timeout  time.Duration
 	// RunnerTimeout bounds each runner call (a smoke case, runner info).
 	RunnerTimeout time.Duration
-	seedSet       bool
+	// Python is --python: the torch steps' interpreter ("": the default search).
+	Python  string
+	seedSet bool
 }
 
 func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command {
@@ -83,6 +85,9 @@ that case, with its exit status or signal and the end of its stderr.`,
 			if opts.RunnerTimeout <= 0 {
 				return usageErrorf("--runner-timeout must be positive, got %s", opts.RunnerTimeout)
 			}
+			if err := f.checkPython(opts.Python); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -100,6 +105,7 @@ that case, with its exit status or signal and the end of its stderr.`,
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
 	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each build tool call (cmake, the compiler) as `DURATION`")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", steps.DefaultRunnerTimeout, "time limit for each runner call (one smoke case, runner info) as `DURATION`; the emu watchdog is a quarter of it")
+	addPythonFlag(cmd, &opts.Python)
 	addTargetFlags(cmd, f.Global, backendsRun)
 	addReportFlags(cmd, f.Global)
 	setExitCodes(cmd, exitCodesPipeline)
@@ -128,6 +134,7 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 	t.build.Race = opts.Race
 	t.build.Validate = opts.Validate
 	t.build.RunnerTimeout = opts.RunnerTimeout
+	f.pythonFor(t.build, opts.Python)
 	return runPipeline(ctx, f, rebuildPipeline(t.build), pipelineRun{
 		command: "rebuild", backend: t.backend, dir: t.dir,
 		opts: steps.Options{Force: opts.Force, NoWait: opts.NoWait, StepTimeout: opts.Timeout},
@@ -162,7 +169,27 @@ func rebuildPipeline(b *steps.Build) []steps.Step {
 		// Every dispatch was logged, cleanly, on the backend we asked for.
 		&steps.LogInspectStep{Smoke: smoke},
 	)
-	return p
+	return append(p, torchSteps(b, shaders, nil)...)
+}
+
+// torchSteps are the orchard_ops steps, after the runner has proven the
+// kernels: a failure there is the binding's, not the kernels'. Without
+// PyTorch for the interpreter (--python) they are skipped with the fix.
+// ext, when not nil, is an op library already built (verify).
+func torchSteps(b *steps.Build, shaders *steps.ShadersStep, ext *steps.TorchExtensionStep) []steps.Step {
+	var p []steps.Step
+	if ext == nil {
+		// The op library, against the interpreter's PyTorch, from the same
+		// generated kernels (and metallib) as the runner.
+		ext = &steps.TorchExtensionStep{B: b, Shaders: shaders}
+		p = append(p, ext)
+	}
+	return append(p,
+		// The user's 'import orchard_ops' works and registers the ops.
+		&steps.TorchImportStep{B: b, Ext: ext},
+		// Forward and backward through autograd match float64 math attention.
+		&steps.TorchSmokeStep{B: b, Ext: ext},
+	)
 }
 
 // target is what a command that builds or uses the runtime resolves first.
