@@ -116,6 +116,11 @@ func (s *TorchImportStep) Run(ctx context.Context, sc *Context) (Result, error) 
 	if why := usable(s.Ext.Out, py); why != "" {
 		return Result{}, Skip(why)
 	}
+	// The earlier steps may have been cached: bring the package up to date
+	// with this orchard's runtime.
+	if _, err := s.B.materialize(sc.BuildDir); err != nil {
+		return Result{}, err
+	}
 	var out bytes.Buffer
 	err := sc.Exec(ctx, Cmd{Args: []string{py.Path, "-c", s.script()}, Dir: sc.BuildDir,
 		Env: TorchEnv(s.Ext.Out, sc.Getenv("PYTHONPATH")), Stdout: &out})

@@ -122,6 +122,11 @@ func (s *TorchSmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
 	if why := usable(s.Ext.Out, py); why != "" {
 		return Result{}, Skip(why)
 	}
+	// The earlier steps may have been cached: bring the package (and the
+	// suite) up to date with this orchard's runtime.
+	if _, err := s.B.materialize(sc.BuildDir); err != nil {
+		return Result{}, err
+	}
 	if py.Pytest == "" {
 		return skipAll("no pytest for "+py.Path, "install it: 'sudo apt-get install python3-pytest' (Debian, for /usr/bin/python3) or '"+py.Path+" -m pip install pytest'"), nil
 	}
