@@ -85,6 +85,7 @@ struct BackendOptions {
   int workers = 0;       // emu only: worker threads (0 = hardware concurrency)
   std::string library;   // metal only: path of the .metallib
   std::string device;    // --device: a substring of the device's name ("" = choose)
+  double watchdog_seconds = 0;  // emu only: 0 = $ORCHARD_EMU_WATCHDOG_SECONDS, else 20
 };
 
 // What `info` reports about the device (docs/runtime.md). On emu the fields
@@ -132,6 +133,16 @@ class Backend {
   // copy_span(buffer.bytes). Works for any mix of storage modes (a blit on
   // Metal). Throws std::runtime_error naming both buffers on bad arguments.
   virtual void copy(const Buffer& src, size_t src_off, const Buffer& dst, size_t dst_off, size_t bytes) = 0;
+  // A shared buffer over `bytes` bytes of host memory the caller owns and
+  // keeps alive while the buffer is used (the op library: a CPU tensor's
+  // data). Kernels see the memory at p; copy() must stay within `bytes`.
+  // Only emu can: on Metal host memory is not a device buffer (the op binds
+  // an MPS tensor's own MTLBuffer instead).
+  virtual Buffer wrap_host(void* p, size_t bytes, const std::string& label) {
+    (void)p;
+    (void)bytes;
+    throw std::runtime_error(name() + ": cannot wrap host memory as buffer '" + label + "'");
+  }
   // Runs one dispatch to completion (one command buffer on Metal) and returns
   // its device time in seconds (see time_source()). Throws std::runtime_error
   // with a message that names the kernel (and, for emu, the threads involved)

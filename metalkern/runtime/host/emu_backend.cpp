@@ -53,7 +53,8 @@ class EmuBackend final : public Backend {
     lo.threads = mode == "threads";
     lo.workers = opts.workers > 0 ? unsigned(opts.workers) : unsigned(env_number("ORCHARD_EMU_WORKERS", 0, 0, 4096));
     lo.stack_bytes = env_number("ORCHARD_EMU_STACK_KB", 256, 64, 1 << 20) << 10;
-    lo.watchdog_seconds = double(env_number("ORCHARD_EMU_WATCHDOG_SECONDS", 20, 1, 86400));
+    lo.watchdog_seconds = opts.watchdog_seconds > 0 ? opts.watchdog_seconds
+                                                    : double(env_number("ORCHARD_EMU_WATCHDOG_SECONDS", 20, 1, 86400));
     auto problems = orchard_emu::registry_problems();
     if (!problems.empty()) throw std::runtime_error("emu: " + problems.front());
     launcher_ = std::make_unique<orchard_emu::Launcher>(lo);
@@ -125,6 +126,16 @@ class EmuBackend final : public Backend {
     return b;
   }
 
+  Buffer wrap_host(void* p, size_t bytes, const std::string& label) override {
+    if (!p && bytes) throw std::runtime_error("emu: buffer '" + label + "': null host memory");
+    Buffer b;
+    b.bytes = bytes;
+    b.label = label;
+    b.impl = std::make_shared<Allocation>(p, copy_span(bytes), false);
+    b.host = p;
+    return b;
+  }
+
   void copy(const Buffer& src, size_t src_off, const Buffer& dst, size_t dst_off, size_t bytes) override {
     check_copy(src, src_off, dst, dst_off, bytes);
     std::memmove(at(dst, "copy to") + dst_off, at(src, "copy from") + src_off, bytes);
@@ -175,14 +186,17 @@ class EmuBackend final : public Backend {
   }
 
  private:
-  // Owns one allocation (a Buffer's impl).
+  // One allocation (a Buffer's impl): owned, or the caller's (wrap_host).
   struct Allocation {
-    Allocation(void* p, size_t n) : base(p), size(n) {}
-    ~Allocation() { std::free(base); }
+    Allocation(void* p, size_t n, bool own = true) : base(p), size(n), owned(own) {}
+    ~Allocation() {
+      if (owned) std::free(base);
+    }
     Allocation(const Allocation&) = delete;
     Allocation& operator=(const Allocation&) = delete;
     void* base;
     size_t size;
+    bool owned;
   };
 
   // The device address of b's bytes (its allocation + offset).

@@ -284,10 +284,10 @@ void LogFile::write_line(const std::string& line) {
 
 namespace {
 
-// Opens f when switch_var is "1" and path_var names a file.
-void open_if(LogFile& f, const char* switch_var, const char* path_var, const char* what) {
-  if (env(switch_var) != "1") return;
-  std::string path = env(path_var);
+// Opens f when on and path names a file; else warns when on with no path.
+void open_if(LogFile& f, bool on, const std::string& path, const char* switch_var, const char* path_var,
+             const char* what) {
+  if (!on) return;
   if (path.empty()) {
     std::fprintf(stderr, "orchard-runner: warning: %s=1 but %s is not set: not writing the %s\n",
                  switch_var, path_var, what);
@@ -298,13 +298,26 @@ void open_if(LogFile& f, const char* switch_var, const char* path_var, const cha
 
 }  // namespace
 
+LogSwitches LogSwitches::from_env() {
+  LogSwitches sw;
+  sw.calls = env("ORCHARD_DEBUG_FLASH_ATN") == "1";
+  sw.calls_path = env("ORCHARD_KERNEL_LOG");
+  sw.profile = env("ORCHARD_TENSOR_PROFILE") == "1";
+  sw.profile_path = env("ORCHARD_TENSOR_PROFILE_LOG");
+  return sw;
+}
+
 RunLog::RunLog(const std::string& backend, const std::string& run_id)
+    : RunLog(backend, run_id, LogSwitches::from_env()) {}
+
+RunLog::RunLog(const std::string& backend, const std::string& run_id, const LogSwitches& sw)
     : tag_(backend == "metal" ? "flashattn.mm" : "flashattn.emu"),
       backend_(backend),
       run_id_(run_id),
       pid_(long(::getpid())) {
-  open_if(calls_, "ORCHARD_DEBUG_FLASH_ATN", "ORCHARD_KERNEL_LOG", "kernel-call log");
-  open_if(profile_, "ORCHARD_TENSOR_PROFILE", "ORCHARD_TENSOR_PROFILE_LOG", "tensor profile log");
+  open_if(calls_, sw.calls, sw.calls_path, "ORCHARD_DEBUG_FLASH_ATN", "ORCHARD_KERNEL_LOG", "kernel-call log");
+  open_if(profile_, sw.profile, sw.profile_path, "ORCHARD_TENSOR_PROFILE", "ORCHARD_TENSOR_PROFILE_LOG",
+          "tensor profile log");
 }
 
 std::string RunLog::run_id_from(const std::string& flag) {

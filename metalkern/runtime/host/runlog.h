@@ -66,6 +66,17 @@ class LogFile {
   std::string what_;
 };
 
+// Which logs to write, and where (a log that is on with no path is off, with
+// one warning on stderr).
+struct LogSwitches {
+  bool calls = false;  // the kernel-call log
+  std::string calls_path;
+  bool profile = false;  // the tensor profile log
+  std::string profile_path;
+  // What the environment says (the switches and paths of the header comment).
+  static LogSwitches from_env();
+};
+
 // Both logs of one runner process, and the fields every line starts with.
 class RunLog {
  public:
@@ -73,6 +84,8 @@ class RunLog {
   // run_id: already resolved with run_id_from(). Opens the logs the
   // environment switches on; throws LogError when one cannot be opened.
   RunLog(const std::string& backend, const std::string& run_id);
+  // The same with the switches given (the op library: orchard_ops.configure).
+  RunLog(const std::string& backend, const std::string& run_id, const LogSwitches& sw);
 
   // The run id to use: flag when not empty, else $ORCHARD_RUN_ID, else pid<PID>.
   static std::string run_id_from(const std::string& flag);

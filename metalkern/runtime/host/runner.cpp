@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "attn_run.h"
 #include "backend.h"
 #include "npy.h"
 #include "orchard/params.h"
@@ -255,197 +256,22 @@ void check_same(const Input& x, const Input& ref, const char* what, bool same_n)
   }
 }
 
-// Fills b with NaN: in place when shared, else through upload() (a private
-// buffer is not host-visible).
-void poison(Backend& be, const Buffer& b, DType dt) {
-  std::vector<unsigned char> staged;
-  unsigned char* p = nullptr;
-  if (b.storage == Storage::kShared) {
-    p = static_cast<unsigned char*>(b.data());
-  } else {
-    staged.resize(b.bytes);
-    p = staged.data();
+// The "passes" member of run's JSON: one object per pass.
+std::string passes_json(const std::vector<PassStats>& passes) {
+  std::string out = "[";
+  for (size_t i = 0; i < passes.size(); ++i) {
+    const PassStats& p = passes[i];
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  ",\"grid\":[%u,%u,%u],\"groups_per_dispatch\":%llu,\"dispatches\":%d,"
+                  "\"wall_ms\":%.3f,\"gpu_ms\":%.3f}",
+                  p.grid.x, p.grid.y, p.grid.z, (unsigned long long)p.max_groups, p.dispatches,
+                  p.wall_ms, p.device_ms);
+    out += std::string(i ? "," : "") + "{\"pass\":" + json_str(p.pass) +
+           ",\"kernel\":" + json_str(p.kernel) + buf;
   }
-  if (dt == DType::kF32) {
-    const uint32_t nan = 0x7fc00000u;
-    for (size_t i = 0; i + 4 <= b.bytes; i += 4) std::memcpy(p + i, &nan, 4);
-  } else {
-    const uint16_t nan = 0x7e00u;
-    for (size_t i = 0; i + 2 <= b.bytes; i += 2) std::memcpy(p + i, &nan, 2);
-  }
-  if (b.storage != Storage::kShared) upload(be, b, p);
+  return out + "]";
 }
-
-// One run's buffers and dispatches. Every allocation is an ALLOC line and every
-// finished dispatch a FWD or BWD line (one per dispatch, naming its kernel), so
-// the log's counts equal the dispatches the JSON line reports.
-class Session {
- public:
-  Session(Backend& be, RunLog& log, const AttnShape& shape, const AttnParams& prm, Storage storage,
-          size_t offset)
-      : be_(be), log_(log), shape_(shape), prm_(prm), storage_(storage), offset_(offset) {}
-
-  // A buffer for a tensor of the given dims and dtype, in the run's storage
-  // mode, bound at the run's offset.
-  Buffer alloc(const std::string& name, const std::vector<int64_t>& dims, DType dt) {
-    size_t bytes = dtype_size(dt);
-    for (int64_t d : dims) bytes *= size_t(d);
-    Buffer b = be_.alloc(bytes, name, storage_, offset_);
-    log_.alloc(name, bytes, storage_name(storage_), dims, dtype_tag(dt));
-    return b;
-  }
-
-  Buffer upload(const Input& in, const std::string& name) {
-    Buffer b = alloc(name, in.arr.shape, shape_.dtype);
-    orchard::upload(be_, b, in.arr.data.data());  // read_npy: data is count * itemsize
-    return b;
-  }
-
-  // The bytes of b, read back through download() (staged when private).
-  std::vector<unsigned char> download(const Buffer& b) {
-    std::vector<unsigned char> host(b.bytes);
-    orchard::download(be_, b, host.data());
-    return host;
-  }
-
-  // Poisons the outputs with NaN, checks limits, then runs the pass as one or
-  // more dispatches (split_grid: at most max_groups_per_dispatch threadgroups
-  // each, the part's origin in the params), recording name and times and
-  // logging each dispatch.
-  void dispatch(Pass pass, const Tile& t, std::vector<Arg> args,
-                const std::vector<std::pair<const Buffer*, DType>>& outs) {
-    std::string name = kernel_name(pass, shape_.dtype, t);
-    current_ = name;
-    for (const auto& o : outs) poison(be_, *o.first, o.second);
-    Limits lim = be_.limits();
-    size_t tg = threadgroup_bytes(pass, t);
-    if (uint32_t(kThreadsPerGroup) > lim.max_threads_per_threadgroup ||
-        tg > lim.max_threadgroup_memory || lim.simd_width != 32) {
-      throw std::runtime_error("kernel " + name + " needs " + std::to_string(kThreadsPerGroup) +
-                               " threads, " + std::to_string(tg) +
-                               " bytes of threadgroup memory and 32-wide simdgroups; the device "
-                               "allows " + std::to_string(lim.max_threads_per_threadgroup) +
-                               " threads, " + std::to_string(lim.max_threadgroup_memory) +
-                               " bytes, simd width " + std::to_string(lim.simd_width));
-    }
-    PassStats ps;
-    ps.pass = pass_name(pass);
-    ps.kernel = name;
-    ps.grid = grid_for(pass, t, shape_);
-    ps.max_groups = max_groups_per_dispatch(pass, t, shape_, group_cap_);
-    const std::vector<GridPart> parts = split_grid(ps.grid, ps.max_groups);
-    AttnParams prm = prm_;  // group_{x,y,z}0 set per part
-    args.push_back(Arg::raw(int(args.size()), &prm, sizeof prm));
-    Dim3 threads;
-    threads.x = kThreadsPerGroup;
-    const bool bwd = pass != Pass::kFwd;
-    const std::string shape5 = shape_str({shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D});
-    for (size_t i = 0; i < parts.size(); ++i) {
-      const GridPart& part = parts[i];
-      prm.group_x0 = int(part.origin.x);
-      prm.group_y0 = int(part.origin.y);
-      prm.group_z0 = int(part.origin.z);
-      const std::string of = std::to_string(i + 1) + "/" + std::to_string(parts.size());
-      auto t0 = std::chrono::steady_clock::now();
-      double device_s = 0;
-      try {
-        device_s = be_.dispatch(name, part.size, threads, args);
-      } catch (const std::exception& e) {
-        // The backend names the kernel; add the pass, the shape and the part.
-        throw std::runtime_error(std::string(e.what()) + " (pass " + ps.pass + ", shape " + shape5 +
-                                 " " + dtype_tag(shape_.dtype) + (shape_.causal ? " causal" : "") +
-                                 ", dispatch " + of + " of " + std::to_string(part.size.x) + "x" +
-                                 std::to_string(part.size.y) + "x" + std::to_string(part.size.z) +
-                                 " threadgroups)");
-      }
-      auto dt = std::chrono::steady_clock::now() - t0;
-      const double wall_ms = std::chrono::duration<double, std::milli>(dt).count();
-      ps.wall_ms += wall_ms;
-      ps.device_ms += device_s * 1e3;
-      ++ps.dispatches;
-      ++(bwd ? bwd_ : fwd_);
-      log_.call(bwd, name, {shape_.B, shape_.H, shape_.Nq, shape_.Nk, shape_.D},
-                dtype_tag(shape_.dtype), shape_.causal, storage_name(storage_),
-                std::chrono::duration_cast<std::chrono::microseconds>(dt).count(),
-                int64_t(std::llround(device_s * 1e6)), time_source_name(be_.time_source()), of);
-    }
-    ms_ += ps.wall_ms;
-    device_ms_ += ps.device_ms;
-    kernels_.push_back(name);
-    passes_.push_back(ps);
-    current_.clear();
-  }
-
-  // Makes the kernels' pipelines (Backend::prepare) one by one, untimed; a
-  // failure leaves current_kernel() naming the kernel for the ERROR line.
-  void prepare(const std::vector<std::string>& kernels) {
-    for (const std::string& k : kernels) {
-      current_ = k;
-      be_.prepare({k});
-    }
-    current_.clear();
-  }
-
-  // At most cap threadgroups per dispatch (0: only the work bound).
-  void set_group_cap(uint64_t cap) { group_cap_ = cap; }
-
-  double ms() const { return ms_; }
-  double device_ms() const { return device_ms_; }
-  const std::vector<std::string>& kernels() const { return kernels_; }
-  int fwd_dispatches() const { return fwd_; }
-  int bwd_dispatches() const { return bwd_; }
-  // The kernel of the dispatch under way ("" between dispatches).
-  const std::string& current_kernel() const { return current_; }
-
-  // The "passes" member of run's JSON: one object per pass.
-  std::string passes_json() const {
-    std::string out = "[";
-    for (size_t i = 0; i < passes_.size(); ++i) {
-      const PassStats& p = passes_[i];
-      char buf[256];
-      std::snprintf(buf, sizeof buf,
-                    ",\"grid\":[%u,%u,%u],\"groups_per_dispatch\":%llu,\"dispatches\":%d,"
-                    "\"wall_ms\":%.3f,\"gpu_ms\":%.3f}",
-                    p.grid.x, p.grid.y, p.grid.z, (unsigned long long)p.max_groups, p.dispatches,
-                    p.wall_ms, p.device_ms);
-      out += std::string(i ? "," : "") + "{\"pass\":" + json_str(p.pass) +
-             ",\"kernel\":" + json_str(p.kernel) + buf;
-    }
-    return out + "]";
-  }
-
- private:
-  struct PassStats {
-    std::string pass, kernel;
-    Dim3 grid;
-    uint64_t max_groups = 0;
-    int dispatches = 0;
-    double wall_ms = 0, device_ms = 0;
-  };
-
-  static const char* pass_name(Pass p) {
-    switch (p) {
-      case Pass::kFwd: return "fwd";
-      case Pass::kBwdPre: return "bwd_pre";
-      case Pass::kBwdDq: return "bwd_dq";
-      case Pass::kBwdDkv: return "bwd_dkv";
-    }
-    return "";
-  }
-
-  Backend& be_;
-  RunLog& log_;
-  AttnShape shape_;
-  AttnParams prm_;
-  Storage storage_;
-  size_t offset_;
-  uint64_t group_cap_ = 0;
-  double ms_ = 0, device_ms_ = 0;
-  int fwd_ = 0, bwd_ = 0;
-  std::vector<std::string> kernels_;
-  std::vector<PassStats> passes_;
-  std::string current_;
-};
 
 // ORCHARD_DISPATCH_GROUPS=N: at most N threadgroups per dispatch (testing the
 // split; unset or empty: only the work bound of select.h).
@@ -462,7 +288,7 @@ uint64_t dispatch_group_cap() {
 }
 
 // Writes b to dir/file: straight from a shared buffer, else from a download().
-void save(Session& ses, const std::string& dir, const char* file, NpyType type,
+void save(AttnSession& ses, const std::string& dir, const char* file, NpyType type,
           std::vector<int64_t> shape, const Buffer& b) {
   const std::string path = (std::filesystem::path(dir) / file).string();
   if (b.storage == Storage::kShared) {
@@ -537,16 +363,7 @@ int cmd_run(const Args& a) {
       throw UsageError("--scale must be a finite number, got \"" + s + "\"");
     }
   }
-  AttnParams prm;
-  prm.B = shape.B;
-  prm.H = shape.H;
-  prm.Nq = shape.Nq;
-  prm.Nk = shape.Nk;
-  prm.D = shape.D;
-  prm.causal = shape.causal ? 1 : 0;
-  prm.scale = float(scale);
-  prm.scale_log2 = float(scale * 1.4426950408889634);
-  prm.group_x0 = prm.group_y0 = prm.group_z0 = 0;  // set per dispatch by Session
+  const AttnParams prm = attn_params(shape, scale);
   const uint64_t group_cap = dispatch_group_cap();
   const Storage storage = storage_flag(a);
   const size_t offset = offset_flag(a);
@@ -561,48 +378,34 @@ int cmd_run(const Args& a) {
 
   std::unique_ptr<Backend> be = make_backend(backend_options(a));
   RunLog log(be->name(), run_id);
-  Session ses(*be, log, shape, prm, storage, offset);
+  AttnSession ses(*be, log, shape, sel, prm, storage, offset);
   ses.set_group_cap(group_cap);
-  const char* op = "fwd";  // the pass under way, for an ERROR line
   try {
     // Pipelines (Metal) are made before each half's first dispatch, untimed;
-    // a missing kernel fails in the half (op) that needs it.
-    ses.prepare({kernel_name(Pass::kFwd, shape.dtype, sel.bucket.fwd)});
+    // a missing kernel fails in the half (ses.op()) that needs it.
+    ses.prepare_forward();
     const std::vector<int64_t> oshape = {q.B, q.H, q.N, q.D};
     const std::vector<int64_t> kshape = {k.B, k.H, k.N, k.D};
     const std::vector<int64_t> rshape = {q.B, q.H, q.N};  // row statistics: LSE, Delta
     const NpyType nt = q.arr.type;
 
-    Buffer bq = ses.upload(q, "q"), bk = ses.upload(k, "k"), bv = ses.upload(v, "v");
+    // read_npy: data is count * itemsize
+    Buffer bq = ses.upload("q", q.arr.shape, q.arr.data.data());
+    Buffer bk = ses.upload("k", k.arr.shape, k.arr.data.data());
+    Buffer bv = ses.upload("v", v.arr.shape, v.arr.data.data());
     Buffer bo = ses.alloc("o", oshape, shape.dtype);
     Buffer bl = ses.alloc("lse", rshape, DType::kF32);
-    ses.dispatch(Pass::kFwd, sel.bucket.fwd,
-                 {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bo),
-                  Arg::buf(4, bl)},
-                 {{&bo, shape.dtype}, {&bl, DType::kF32}});
+    ses.forward({bq, bk, bv, bo, bl});
     save(ses, out, "o.npy", nt, oshape, bo);
     save(ses, out, "lse.npy", NpyType::kF4, rshape, bl);
 
     if (bwd) {
-      op = "bwd";
-      ses.prepare({kernel_name(Pass::kBwdPre, shape.dtype, Tile{}),
-                   kernel_name(Pass::kBwdDq, shape.dtype, sel.bucket.dq),
-                   kernel_name(Pass::kBwdDkv, shape.dtype, sel.bucket.dkv)});
-      Buffer bdo = ses.upload(dout, "do");
+      ses.prepare_backward();
+      Buffer bdo = ses.upload("do", dout.arr.shape, dout.arr.data.data());
       Buffer bdelta = ses.alloc("delta", rshape, DType::kF32);
       Buffer bdq = ses.alloc("dq", oshape, shape.dtype);
       Buffer bdk = ses.alloc("dk", kshape, shape.dtype), bdv = ses.alloc("dv", kshape, shape.dtype);
-      ses.dispatch(Pass::kBwdPre, Tile{},
-                   {Arg::buf(0, bo), Arg::buf(1, bdo), Arg::buf(2, bdelta)},
-                   {{&bdelta, DType::kF32}});
-      ses.dispatch(Pass::kBwdDq, sel.bucket.dq,
-                   {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bdo),
-                    Arg::buf(4, bl), Arg::buf(5, bdelta), Arg::buf(6, bdq)},
-                   {{&bdq, shape.dtype}});
-      ses.dispatch(Pass::kBwdDkv, sel.bucket.dkv,
-                   {Arg::buf(0, bq), Arg::buf(1, bk), Arg::buf(2, bv), Arg::buf(3, bdo),
-                    Arg::buf(4, bl), Arg::buf(5, bdelta), Arg::buf(6, bdk), Arg::buf(7, bdv)},
-                   {{&bdk, shape.dtype}, {&bdv, shape.dtype}});
+      ses.backward({bq, bk, bv, bo, bl, bdo, bdelta, bdq, bdk, bdv});
       save(ses, out, "dq.npy", nt, oshape, bdq);
       save(ses, out, "dk.npy", nt, kshape, bdk);
       save(ses, out, "dv.npy", nt, kshape, bdv);
@@ -611,7 +414,7 @@ int cmd_run(const Args& a) {
     throw;  // the log itself failed: there is nowhere to log that
   } catch (const std::exception& e) {
     try {
-      log.error(op, ses.current_kernel(), e.what());
+      log.error(ses.op(), ses.current_kernel(), e.what());
     } catch (const LogError& le) {
       std::fprintf(stderr, "orchard-runner: %s\n", le.what());
     }
@@ -623,7 +426,7 @@ int cmd_run(const Args& a) {
       "\"time_source\":%s,\"passes\":%s,\"select\":%s}\n",
       ses.fwd_dispatches(), ses.bwd_dispatches(), json_list(ses.kernels()).c_str(), ses.ms(),
       ses.device_ms(), json_str(time_source_name(be->time_source())).c_str(),
-      ses.passes_json().c_str(), json_str(sel.reason).c_str());
+      passes_json(ses.passes()).c_str(), json_str(sel.reason).c_str());
   return 0;
 }
 
