@@ -54,6 +54,14 @@ func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command 
                  reference
   logs           this run's kernel-call log lines: every dispatch logged, no
                  errors or CPU fallbacks, on the requested backend
+  torch-extension  the PyTorch op library (orchard_ops), built against the
+                 PyTorch of --python (default: $ORCHARD_PYTHON, else the first
+                 python3 on PATH that has torch, else /usr/bin/python3)
+  torch-import   import orchard_ops with that interpreter
+  torch-smoke    the runtime's pytest suite: forward and backward through
+                 autograd vs float64 on CPU tensors (emu), on a Mac also MPS
+                 The three torch steps are skipped, with the fix, when the
+                 interpreter has no PyTorch >= 1.13 (docs/pytorch.md).
 
 Each step is cached: a step whose inputs, commands, tool versions and
 allowlisted environment are unchanged, and whose outputs still exist, is not

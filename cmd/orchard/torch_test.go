@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/orchardkit/orchard/checks"
+	"github.com/orchardkit/orchard/metalkern"
 	"github.com/orchardkit/orchard/steps"
 )
 
@@ -67,10 +68,17 @@ func TestTorchSteps(t *testing.T) {
 	py := torchPython(t)
 	dir := t.TempDir()
 	env := []string{"ORCHARD_PYTHON=" + py}
+	// An ejected runtime, so that the suite can gain a failing test below
+	// (the embedded runtime's copy in the build dir is kept equal to it).
+	rt := filepath.Join(t.TempDir(), "rt")
+	if _, err := metalkern.Embedded().Eject(rt, false); err != nil {
+		t.Fatal(err)
+	}
+	target := []string{"--runtime", rt, "--build-dir", dir}
 
 	// First run: the op library is built against the interpreter's torch,
 	// imported, and the shipped pytest suite passes on CPU tensors (emu).
-	r, code, stderr := runJSONEnv(t, env, "rebuild", "--build-dir", dir)
+	r, code, stderr := runJSONEnv(t, env, append([]string{"rebuild"}, target...)...)
 	mustPass(t, "rebuild", r, code, stderr)
 	for _, id := range []string{"torch-extension", "torch-import", "torch-smoke"} {
 		c := torchCheck(r, id)
@@ -90,12 +98,12 @@ func TestTorchSteps(t *testing.T) {
 		t.Errorf("torch-smoke's evidence lacks pytest's counts or the kernel-call log lines: %q", smoke)
 	}
 	imp := strings.Join(torchCheck(r, "torch-import").Evidence, "\n")
-	if !strings.Contains(imp, "orchard_ops from "+filepath.Join(dir, "runtime", "python", "orchard_ops")) || !strings.Contains(imp, "torch 1.") && !strings.Contains(imp, "torch 2.") {
+	if !strings.Contains(imp, "orchard_ops from "+filepath.Join(rt, "python", "orchard_ops")) || !strings.Contains(imp, "torch 1.") && !strings.Contains(imp, "torch 2.") {
 		t.Errorf("torch-import's evidence lacks the module file or torch's version: %q", imp)
 	}
 
 	// Second run: all three come from the cache.
-	r, code, stderr = runJSONEnv(t, env, "rebuild", "--build-dir", dir)
+	r, code, stderr = runJSONEnv(t, env, append([]string{"rebuild"}, target...)...)
 	mustPass(t, "second rebuild", r, code, stderr)
 	for _, id := range []string{"torch-extension", "torch-import", "torch-smoke"} {
 		if st := stepByName(r, id); !st.Cached {
@@ -116,28 +124,37 @@ func TestTorchSteps(t *testing.T) {
 		t.Fatalf("a training step after eval \"$(orchard env)\": %v\n%s", err, out)
 	}
 
-	// verify imports and tests the built library again, never cached; a
-	// failing test of the suite is named in the checklist.
-	failing := filepath.Join(dir, "runtime", "python", "tests", "test_zz_orchard_probe.py")
-	if err := os.MkdirAll(filepath.Dir(failing), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// A failing test in the suite: only torch-smoke runs again (its key
+	// has the suite's files), fails, and names the test; verify, never
+	// cached, imports and tests the built library again and says the same.
+	failing := filepath.Join(rt, "python", "tests", "test_zz_orchard_probe.py")
 	if err := os.WriteFile(failing, []byte("def test_deliberately_failing():\n    assert 1 == 2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, code, _ = runJSONEnv(t, env, "verify", "--build-dir", dir)
+	wantName := "test_zz_orchard_probe.py::test_deliberately_failing - assert 1 == 2"
+	r, code, _ = runJSONEnv(t, env, append([]string{"rebuild"}, target...)...)
 	c := torchCheck(r, "torch-smoke")
-	if code != exitFailed || c.Status != checks.Fail || !strings.Contains(strings.Join(c.Evidence, "\n"), "test_zz_orchard_probe.py::test_deliberately_failing - assert 1 == 2") {
+	if code != exitFailed || c.Status != checks.Fail || !strings.Contains(strings.Join(c.Evidence, "\n"), wantName) {
+		t.Fatalf("rebuild with a failing test: exit %d, torch-smoke %s %q", code, c.Status, c.Evidence)
+	}
+	if !stepByName(r, "torch-extension").Cached || !stepByName(r, "torch-import").Cached || stepByName(r, "torch-smoke").Cached {
+		t.Errorf("a new test reran more or less than torch-smoke: %+v", r.Steps)
+	}
+	r, code, _ = runJSONEnv(t, env, append([]string{"verify"}, target...)...)
+	c = torchCheck(r, "torch-smoke")
+	if code != exitFailed || c.Status != checks.Fail || !strings.Contains(strings.Join(c.Evidence, "\n"), wantName) {
 		t.Fatalf("verify with a failing test: exit %d, torch-smoke %s %q", code, c.Status, c.Evidence)
 	}
 	if imp := torchCheck(r, "torch-import"); imp.Status != checks.Pass || stepByName(r, "torch-import").Cached {
 		t.Errorf("verify's torch-import: %s (cached %v)", imp.Status, stepByName(r, "torch-import").Cached)
 	}
-	os.Remove(failing)
+	if err := os.Remove(failing); err != nil {
+		t.Fatal(err)
+	}
 
 	// Without torch for the interpreter the three are skipped with the
 	// reason and the fix (verify: the two it runs).
-	r, code, stderr = runJSONEnv(t, []string{"ORCHARD_PYTHON=" + pythonWithoutTorch}, "verify", "--build-dir", dir)
+	r, code, stderr = runJSONEnv(t, []string{"ORCHARD_PYTHON=" + pythonWithoutTorch}, append([]string{"verify"}, target...)...)
 	mustPass(t, "verify without torch", r, code, stderr)
 	for _, id := range []string{"torch-import", "torch-smoke"} {
 		c := torchCheck(r, id)

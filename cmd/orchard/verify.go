@@ -34,7 +34,9 @@ func newVerifyCmd(f *Factory, runF func(*VerifyOptions) error) *cobra.Command {
 		Short: "Re-check an existing build without rebuilding",
 		Long: `Re-check the runtime already built in the build dir: the runner loads
 (runtime-loads), the smoke suite's forward and backward match the float64
-reference, and this run's kernel-call log lines are complete and clean.
+reference, and this run's kernel-call log lines are complete and clean;
+then, when the PyTorch op library was built (torch-extension), it is
+imported and its pytest suite run again with --python's interpreter.
 Nothing is rebuilt and nothing comes from the cache. When there is no build
 yet, it says so (exit 3): run 'orchard rebuild' first, with the same
 --build-dir, --backend and --runtime.
