@@ -44,6 +44,9 @@ type PythonInfo struct {
 	Pytest string `json:"pytest,omitempty"`
 	// Problem says why the torch steps cannot use it ("" when they can).
 	Problem string `json:"problem,omitempty"`
+	// SysPath are the directories of its sys.path (and the real
+	// executable): the python probe cache's key stats them.
+	SysPath []string `json:"sys_path,omitempty"`
 }
 
 // Describe is the interpreter in one line for evidence.
@@ -85,10 +88,14 @@ type Python struct {
 }
 
 // Info resolves the interpreter: --python when given, else the first
-// python3 on PATH whose torch is importable, else /usr/bin/python3.
-func (p *Python) Info(getenv func(string) string) PythonInfo {
+// python3 on PATH whose torch is importable, else /usr/bin/python3. The
+// answers are remembered in the build dir (pythonCache), so a no-op
+// rebuild costs a few stats, not an interpreter start per candidate.
+func (p *Python) Info(sc *Context) PythonInfo {
 	p.once.Do(func() {
-		p.info = resolvePython(p.Flag, getenv)
+		c := loadPythonCache(sc.BuildDir, sc.Force, sc.Getenv)
+		p.info = resolvePythonWith(p.Flag, sc.Getenv, c.probe)
+		c.save()
 		if p.Flag != "" && p.From != "" {
 			p.info.Why = p.From
 		}
@@ -97,6 +104,10 @@ func (p *Python) Info(getenv func(string) string) PythonInfo {
 }
 
 func resolvePython(flag string, getenv func(string) string) PythonInfo {
+	return resolvePythonWith(flag, getenv, probePython)
+}
+
+func resolvePythonWith(flag string, getenv func(string) string, probePython func(string) PythonInfo) PythonInfo {
 	if flag != "" {
 		path, err := lookPath(flag, getenv("PATH"))
 		if err != nil {
@@ -151,6 +162,7 @@ def version(name):
             pass
     return ""
 s = u.find_spec("torch")
+out["sys_path"] = [os.path.realpath(sys.executable)] + [p for p in sys.path if p and os.path.isdir(p)]
 if s is not None and s.origin:
     d = os.path.dirname(s.origin)
     out["torch_dir"] = d
@@ -183,13 +195,14 @@ func probePython(path string) PythonInfo {
 		Version  string `json:"version"`
 		Torch    string `json:"torch"`
 		TorchDir string `json:"torch_dir"`
-		Pytest   string `json:"pytest"`
+		Pytest   string   `json:"pytest"`
+		SysPath  []string `json:"sys_path"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &got); err != nil {
 		info.Problem = fmt.Sprintf("%s printed no answer orchard understands (%v)", path, err)
 		return info
 	}
-	info.Version, info.Torch, info.TorchDir, info.Pytest = got.Version, got.Torch, got.TorchDir, got.Pytest
+	info.Version, info.Torch, info.TorchDir, info.Pytest, info.SysPath = got.Version, got.Torch, got.TorchDir, got.Pytest, got.SysPath
 	info.Problem = torchProblem(info)
 	return info
 }

@@ -54,7 +54,7 @@ const TorchLibraryName = "liborchard_ops.so"
 // TorchTarget is the op library's CMake target.
 const TorchTarget = "orchard_ops"
 
-func (s *TorchExtensionStep) py(sc *Context) PythonInfo { return s.B.python().Info(sc.Getenv) }
+func (s *TorchExtensionStep) py(sc *Context) PythonInfo { return s.B.python().Info(sc) }
 
 // tree is the op library's CMake tree: one per runtime source, as the runner's.
 func (s *TorchExtensionStep) tree(sc *Context) cmakeTree {

@@ -79,7 +79,7 @@ func (s *TorchImportStep) Key(sc *Context) (KeyInputs, error) {
 	if err != nil {
 		return KeyInputs{}, err
 	}
-	py := s.B.python().Info(sc.Getenv)
+	py := s.B.python().Info(sc)
 	k := KeyInputs{
 		Version: "1",
 		Config: map[string]string{"python": py.Path, "python_version": py.Version, "torch": py.Torch,
@@ -109,7 +109,7 @@ func usable(ext TorchExtOut, py PythonInfo) string {
 }
 
 func (s *TorchImportStep) Run(ctx context.Context, sc *Context) (Result, error) {
-	py := s.B.python().Info(sc.Getenv)
+	py := s.B.python().Info(sc)
 	if py.Problem != "" {
 		return noTorch(s.Name(), s.Title(), py), nil
 	}

@@ -90,7 +90,7 @@ func (s *TorchSmokeStep) Key(sc *Context) (KeyInputs, error) {
 	if err != nil {
 		return KeyInputs{}, err
 	}
-	py := s.B.python().Info(sc.Getenv)
+	py := s.B.python().Info(sc)
 	k := KeyInputs{
 		Version: "1",
 		Config: map[string]string{"python": py.Path, "python_version": py.Version, "torch": py.Torch, "pytest": py.Pytest,
@@ -106,7 +106,7 @@ func (s *TorchSmokeStep) Key(sc *Context) (KeyInputs, error) {
 }
 
 func (s *TorchSmokeStep) Run(ctx context.Context, sc *Context) (Result, error) {
-	py := s.B.python().Info(sc.Getenv)
+	py := s.B.python().Info(sc)
 	devices := s.Devices(sc.Backend)
 	skipAll := func(reason, hint string) Result {
 		r := Result{Detail: "skipped: " + reason}

@@ -96,3 +96,58 @@ func TestResolvePythonWithoutTorch(t *testing.T) {
 		t.Errorf("a missing --python: %+v", info)
 	}
 }
+
+// The python probe cache: a second resolution in the same build dir asks
+// no interpreter; a package installed on its sys.path and --force ask
+// again. The installed "torch" is too old: refused with its version.
+func TestPythonProbeCache(t *testing.T) {
+	if !isExecutable(DefaultPython) {
+		t.Skipf("no %s for the test double", DefaultPython)
+	}
+	// Test double: a python3 without site-packages whose sys.path holds a
+	// directory of the test's, counting its starts.
+	dir := t.TempDir()
+	count := filepath.Join(dir, "starts")
+	site := filepath.Join(dir, "site")
+	if err := os.Mkdir(site, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	counting := filepath.Join(dir, "python3")
+	script := "#!/bin/sh\necho x >> '" + count + "'\nPYTHONPATH='" + site + "' exec " + DefaultPython + " -S \"$@\"\n"
+	if err := os.WriteFile(counting, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	starts := func() int {
+		b, _ := os.ReadFile(count)
+		return strings.Count(string(b), "x")
+	}
+	build := filepath.Join(dir, "build")
+	resolve := func(force bool) PythonInfo {
+		p := &Python{Flag: counting, From: "--python"}
+		return p.Info(&Context{BuildDir: build, Force: force, getenv: func(string) string { return "" }})
+	}
+	first := resolve(false)
+	if first.Version == "" || first.Torch != "" || starts() != 1 || first.Why != "--python" {
+		t.Fatalf("first resolution: %+v after %d starts", first, starts())
+	}
+	if again := resolve(false); starts() != 1 || again.Version != first.Version || again.Problem != first.Problem {
+		t.Errorf("second resolution started the interpreter (%d starts) or answered otherwise: %+v", starts(), again)
+	}
+	if _ = resolve(true); starts() != 2 {
+		t.Errorf("--force: %d starts, want 2", starts())
+	}
+
+	// "Install" an old torch into the sys.path directory.
+	if err := os.MkdirAll(filepath.Join(site, "torch"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"__init__.py": "", "version.py": "__version__ = '1.12.1'\n"} {
+		if err := os.WriteFile(filepath.Join(site, "torch", name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := resolve(false)
+	if starts() != 3 || old.Torch != "1.12.1" || !strings.Contains(old.Problem, "PyTorch 1.12.1 for "+counting+" is older than 1.13") {
+		t.Errorf("after installing torch 1.12.1: %d starts, %+v", starts(), old)
+	}
+}
