@@ -192,9 +192,9 @@ func probePython(path string) PythonInfo {
 		return info
 	}
 	var got struct {
-		Version  string `json:"version"`
-		Torch    string `json:"torch"`
-		TorchDir string `json:"torch_dir"`
+		Version  string   `json:"version"`
+		Torch    string   `json:"torch"`
+		TorchDir string   `json:"torch_dir"`
 		Pytest   string   `json:"pytest"`
 		SysPath  []string `json:"sys_path"`
 	}
