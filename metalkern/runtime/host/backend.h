@@ -1,9 +1,11 @@
 // backend.h — the one interface both runner backends implement.
 //
-// The runner's main (runner.cpp) parses the command line, reads and writes
-// .npy files, chooses kernels and block sizes, and talks to the GPU (or the
+// The runner's main (runner.cpp) parses the command line and reads and writes
+// .npy files; the dispatch sequence (attn_run.h, shared with the op library
+// in torch/) chooses kernels and block sizes; both talk to the GPU (or the
 // CPU emulation) only through this interface. emu_backend.cpp implements it
-// with the emu launcher; metal_backend.mm implements it with Metal.
+// with the emu launcher; metal_backend.mm implements it with Metal (and the
+// op library's torch/attn_api_metal.mm with torch's MPS encoder).
 #pragma once
 
 #include <cstddef>

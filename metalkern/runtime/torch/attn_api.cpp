@@ -133,6 +133,8 @@ void load_settings(State& st) {
     if (!v.empty()) apply(s, kv[0], v, std::string("$") + kv[1]);
   }
   s.debug = env("ORCHARD_DEBUG_FLASH_ATN") == "1";
+  if (std::string g = env("ORCHARD_DISPATCH_GROUPS"); !g.empty())
+    s.group_cap = uint64_t(parse_long("ORCHARD_DISPATCH_GROUPS", g, 1, 1L << 32));
   st.set = s;
   st.loaded = true;
 }
@@ -239,6 +241,7 @@ void cpu_forward(const Problem& p, const HostFwd& t) {
   RunLog& log = run_log(st, be.name());
   AttnSession ses(be, log, shape, sel, attn_params(shape, p.scale), Storage::kShared, 0);
   ses.set_poison(false);
+  ses.set_group_cap(st.set.group_cap);
   run_logged(log, ses, [&] {
     ses.prepare_forward();
     Buffer q = be.wrap_host(t.q.data, t.q.bytes, "q"), k = be.wrap_host(t.k.data, t.k.bytes, "k"),
@@ -270,6 +273,7 @@ void cpu_backward(const Problem& p, const HostBwd& t) {
   RunLog& log = run_log(st, be.name());
   AttnSession ses(be, log, shape, sel, attn_params(shape, p.scale), Storage::kShared, 0);
   ses.set_poison(false);
+  ses.set_group_cap(st.set.group_cap);
   run_logged(log, ses, [&] {
     ses.prepare_backward();
     auto w = [&](const HostTensor& h, const char* name) { return be.wrap_host(h.data, h.bytes, name); };

@@ -3,6 +3,7 @@
 // torch/: the torch code sees only include/orchard/attn_api.h.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,7 @@ struct Settings {
   double watchdog = 0;     // 0: the backend's default (20 s)
   std::string kernel_log;  // "": default_log_path(backend)
   bool debug = false;
+  uint64_t group_cap = 0;  // $ORCHARD_DISPATCH_GROUPS (testing the split, as the runner)
 };
 
 struct State {

@@ -29,6 +29,7 @@ import math
 import os
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["flash_attn", "flash_attn_with_lse", "configure", "settings", "kernel_log_path", "library_path"]
 
@@ -130,6 +131,7 @@ class _FlashAttn(torch.autograd.Function):
         return o, lse
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, do, _dlse):
         q, k, v, o, lse = ctx.saved_tensors
         need = ctx.needs_input_grad

@@ -127,3 +127,11 @@ def _math64(q, k, v):
     s = torch.matmul(q, k.transpose(-1, -2)) / 4.0  # 1/sqrt(16)
     keep = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool).tril()
     return torch.softmax(s.masked_fill(~keep, float("-inf")), -1) @ v
+
+
+def test_double_backward_is_refused_clearly():
+    q = randn((1, 1, 4, 8), torch.float32, 1, True)
+    o = orchard_ops.flash_attn(q, q, q)
+    (g,) = torch.autograd.grad(o.sum(), q, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        g.sum().backward()

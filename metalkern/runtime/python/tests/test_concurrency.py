@@ -129,3 +129,14 @@ def test_interpreter_exit_is_prompt():
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     assert time.monotonic() - t0 < 60
+
+
+def test_configure_threads_mode_gives_the_same_results(restore_settings):
+    want = work(SHAPES[1], 3)
+    orchard_ops.configure(mode="threads", watchdog=60)
+    assert orchard_ops.settings()["mode"] == "threads"
+    got = work(SHAPES[1], 3)
+    orchard_ops.configure(mode="fibers", workers=1)
+    one = work(SHAPES[1], 3)
+    for g, o, w in zip(got, one, want):
+        assert torch.allclose(g, w, rtol=0, atol=1e-6) and torch.allclose(o, w, rtol=0, atol=1e-6)

@@ -124,3 +124,23 @@ def test_a_log_that_cannot_be_opened_is_an_error(tmp_path):
     r = _child("orchard_ops.flash_attn(q, q, q)\n", ORCHARD_DEBUG_FLASH_ATN="1", ORCHARD_KERNEL_LOG=str(link))
     assert r.returncode != 0
     assert "cannot open the kernel-call log %s (ORCHARD_KERNEL_LOG): it is a symbolic link" % link in r.stderr
+
+
+def test_split_dispatches_are_correct_and_logged(tmp_path):
+    # ORCHARD_DISPATCH_GROUPS=1: every threadgroup its own dispatch, as the runner does
+    path = tmp_path / "split.log"
+    code = ("from conftest import math_attention, max_err\n"
+            "q = torch.randn(1, 2, 40, 16).to(%r).requires_grad_()\n"
+            "k = torch.randn(1, 2, 33, 16).to(%r).requires_grad_()\n"
+            "o = orchard_ops.flash_attn(q, k, k, causal=True)\n"
+            "o.backward(torch.ones_like(o))\n"
+            "ro, _, (rq, rk, _) = math_attention(q, k, k, True)\n"
+            "ro.backward(torch.ones_like(ro))\n"
+            "assert max_err(o, ro) <= 1e-5 and max_err(q.grad, rq.grad) <= 1e-5, 'split results differ'\n"
+            % (DEVICE, DEVICE))
+    r = _child(code, ORCHARD_DEBUG_FLASH_ATN="1", ORCHARD_KERNEL_LOG=str(path), ORCHARD_DISPATCH_GROUPS="1")
+    assert r.returncode == 0, r.stderr
+    got = parse(path)
+    fwd = [g["part"] for g in got if g["word"] == "FWD"]
+    assert fwd == ["%d/4" % i for i in range(1, 5)], fwd  # ceil(40/32) x 2 heads
+    assert len(got) > 8
