@@ -98,6 +98,43 @@ def test_a_forked_child_calls_the_op():
         assert torch.equal(g, x)
 
 
+def test_fork_while_another_thread_runs_the_op():
+    # fork() waits for a call under way (pthread_atfork holds the op's lock), so
+    # the child never inherits a held lock or a pool in the middle of a dispatch.
+    want = work(SHAPES[2], 7)
+    stop = threading.Event()
+    calls = []
+
+    def busy():
+        while not stop.is_set():
+            work(SHAPES[0], 1)
+            calls.append(1)
+
+    th = threading.Thread(target=busy)
+    th.start()
+    try:
+        while not calls:
+            time.sleep(0.01)
+        statuses = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    got = work(SHAPES[2], 7)
+                    code = 0 if all(torch.equal(g, x) for g, x in zip(got, want)) else 3
+                except BaseException:  # noqa: B902 - the child reports and exits
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
+            statuses.append(_wait(pid, 60))
+    finally:
+        stop.set()
+        th.join(timeout=120)
+    assert all(s is not None for s in statuses), "a forked child hangs (killed after 60 s): %r" % statuses
+    assert all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses), statuses
+
+
 class _Data(torch.utils.data.Dataset):
     def __len__(self):
         return 4
