@@ -39,6 +39,16 @@ type Build struct {
 	// with Metal's API and shader validation on (ValidationEnv); on emu it
 	// only says that emu's own checks are always on.
 	Validate bool
+	// Python is the interpreter of the torch steps (--python).
+	Python *Python
+}
+
+// python is the run's interpreter choice (the default search when unset).
+func (b *Build) python() *Python {
+	if b.Python == nil {
+		b.Python = &Python{}
+	}
+	return b.Python
 }
 
 // ValidationEnv switches Metal's API validation (debug layer) and shader

@@ -145,7 +145,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("only %d commands: %q", len(paths), paths)
 	}
 	// Which commands use the exit codes, and honour which shared flags.
-	withExitCodes := map[string]bool{"": true, "rebuild": true, "verify": true, "doctor": true, "attn": true, "bench": true}
+	withExitCodes := map[string]bool{"": true, "rebuild": true, "verify": true, "doctor": true, "attn": true, "bench": true, "env": true}
 	honours := map[string][]string{
 		"":          {"--json", "--backend", "--build-dir", "--runtime", "--color"},
 		"rebuild":   {"--json", "--backend", "--build-dir", "--runtime", "--color"},
@@ -155,6 +155,7 @@ func TestHelp(t *testing.T) {
 		"bench":     {"--json", "--backend", "--build-dir", "--runtime", "--color"},
 		"tail-logs": {"--json", "--backend", "--build-dir", "--color"},
 		"version":   {"--json"},
+		"env":       {"--json", "--backend", "--build-dir"},
 	}
 	for _, p := range paths {
 		name := strings.Join(p, " ")
@@ -179,6 +180,10 @@ func TestHelp(t *testing.T) {
 			if has := strings.Contains(out, "  "+flag+" ") || strings.Contains(out, " "+flag+"\n"); has != want {
 				t.Errorf("orchard %s --help: %s shown %v, want %v", name, flag, has, want)
 			}
+		}
+		// --python on the commands with the torch steps.
+		if has, want := strings.Contains(out, "  --python PATH "), name == "" || name == "rebuild" || name == "verify"; has != want {
+			t.Errorf("orchard %s --help: --python shown %v, want %v", name, has, want)
 		}
 		if strings.Contains(out, "`") && name != "doctor" {
 			t.Errorf("orchard %s --help shows a raw backtick", name)

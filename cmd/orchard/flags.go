@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/orchardkit/orchard/steps"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -104,6 +105,51 @@ func addVerboseFlag(cmd *cobra.Command, g *GlobalOptions) {
 // addJSONFlag is --json, with what it prints on this command.
 func addJSONFlag(cmd *cobra.Command, g *GlobalOptions, usage string) {
 	cmd.Flags().BoolVar(&g.JSON, "json", false, usage)
+}
+
+// addPythonFlag is --python PATH (rebuild, verify): the interpreter of the
+// torch steps.
+func addPythonFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "python", "", "the Python `PATH` (or command) whose PyTorch the torch steps build and test against (default: $"+envPython+", else the first python3 on PATH that has torch, else "+steps.DefaultPython+")")
+}
+
+// envPython is --python's default.
+const envPython = "ORCHARD_PYTHON"
+
+// python is --python, else $ORCHARD_PYTHON, and which of the two it is.
+func (f *Factory) python(flag string) (string, string) {
+	if flag != "" {
+		return flag, "--python"
+	}
+	if v := f.IO.Getenv(envPython); v != "" {
+		return v, envPython
+	}
+	return "", ""
+}
+
+// checkPython is --python's usage check: an interpreter that does not
+// exist is misuse (one without torch is not: its torch steps are skipped).
+func (f *Factory) checkPython(flag string) error {
+	name, from := f.python(flag)
+	if name == "" {
+		return nil
+	}
+	if _, err := steps.LookPython(name, f.IO.Getenv("PATH")); err != nil {
+		return usageErrorf("%s %s: %v; give the path of a Python interpreter, e.g. --python /usr/bin/python3", from, name, err)
+	}
+	return nil
+}
+
+// pythonFor is the torch steps' interpreter choice, and --python as a hint
+// repeats it.
+func (f *Factory) pythonFor(b *steps.Build, flag string) {
+	name, from := f.python(flag)
+	b.Python = &steps.Python{Flag: name, From: from}
+	if from == "--python" {
+		if p, err := steps.LookPython(name, f.IO.Getenv("PATH")); err == nil {
+			b.RerunFlags = append(b.RerunFlags, "--python "+shellQuote(p))
+		}
+	}
 }
 
 // validateUsage is --validate's help (rebuild, verify).

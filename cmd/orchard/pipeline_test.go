@@ -37,9 +37,22 @@ func TestMain(m *testing.M) {
 // orchardCmd returns a command running this test binary as orchard.
 func orchardCmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "ORCHARD_TEST_AS_MAIN=1", "NO_COLOR=1")
+	cmd.Env = append(os.Environ(), "ORCHARD_TEST_AS_MAIN=1", "NO_COLOR=1", "ORCHARD_PYTHON="+pythonWithoutTorch)
 	return cmd
 }
+
+// pythonWithoutTorch is the test double of an interpreter without PyTorch
+// (a real python3 with its site-packages hidden). The tests run the torch
+// steps with it unless they set ORCHARD_PYTHON (or --python) themselves:
+// each op-library build costs tens of seconds, so only the torch tests
+// (torch_test.go) do one.
+var pythonWithoutTorch = func() string {
+	p, err := filepath.Abs("../../steps/testdata/python/python3-without-torch")
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
 
 func runJSON(t *testing.T, args ...string) (*checks.Report, int, string) {
 	t.Helper()

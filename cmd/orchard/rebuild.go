@@ -34,7 +34,9 @@ type RebuildOptions struct {
 	// suite; BenchMinSpeedup (> 0) is its warning threshold.
 	Bench           bool
 	BenchMinSpeedup float64
-	seedSet         bool
+	// Python is --python: the torch steps' interpreter ("": the default search).
+	Python  string
+	seedSet bool
 }
 
 func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command {
@@ -57,6 +59,14 @@ func newRebuildCmd(f *Factory, runF func(*RebuildOptions) error) *cobra.Command 
                  reference
   logs           this run's kernel-call log lines: every dispatch logged, no
                  errors or CPU fallbacks, on the requested backend
+  torch-extension  the PyTorch op library (orchard_ops), built against the
+                 PyTorch of --python (default: $ORCHARD_PYTHON, else the first
+                 python3 on PATH that has torch, else /usr/bin/python3)
+  torch-import   import orchard_ops with that interpreter
+  torch-smoke    the runtime's pytest suite: forward and backward through
+                 autograd vs float64 on CPU tensors (emu), on a Mac also MPS
+                 The three torch steps are skipped, with the fix, when the
+                 interpreter has no PyTorch >= 1.13 (docs/pytorch.md).
   performance    (--bench) the flash kernels timed against plain attention
                  ('orchard bench' with its default shapes, 3 repeats): a
                  warning, never a failure, when any case's speed-up is below
@@ -99,6 +109,9 @@ that case, with its exit status or signal and the end of its stderr.`,
 				}
 				opts.Bench = true
 			}
+			if err := f.checkPython(opts.Python); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -118,6 +131,7 @@ that case, with its exit status or signal and the end of its stderr.`,
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
 	fl.DurationVar(&opts.Timeout, "timeout", 20*time.Minute, "time limit for each build tool call (cmake, the compiler) as `DURATION`")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", steps.DefaultRunnerTimeout, "time limit for each runner call (one smoke case, runner info) as `DURATION`; the emu watchdog is a quarter of it")
+	addPythonFlag(cmd, &opts.Python)
 	addTargetFlags(cmd, f.Global, backendsRun)
 	addReportFlags(cmd, f.Global)
 	setExitCodes(cmd, exitCodesPipeline)
@@ -146,6 +160,7 @@ func runRebuild(ctx context.Context, opts *RebuildOptions) error {
 	t.build.Race = opts.Race
 	t.build.Validate = opts.Validate
 	t.build.RunnerTimeout = opts.RunnerTimeout
+	f.pythonFor(t.build, opts.Python)
 	p := rebuildPipeline(t.build)
 	if opts.Bench {
 		// Last: timing means something only for kernels that compute the
@@ -186,7 +201,27 @@ func rebuildPipeline(b *steps.Build) []steps.Step {
 		// Every dispatch was logged, cleanly, on the backend we asked for.
 		&steps.LogInspectStep{Smoke: smoke},
 	)
-	return p
+	return append(p, torchSteps(b, shaders, nil)...)
+}
+
+// torchSteps are the orchard_ops steps, after the runner has proven the
+// kernels: a failure there is the binding's, not the kernels'. Without
+// PyTorch for the interpreter (--python) they are skipped with the fix.
+// ext, when not nil, is an op library already built (verify).
+func torchSteps(b *steps.Build, shaders *steps.ShadersStep, ext *steps.TorchExtensionStep) []steps.Step {
+	var p []steps.Step
+	if ext == nil {
+		// The op library, against the interpreter's PyTorch, from the same
+		// generated kernels (and metallib) as the runner.
+		ext = &steps.TorchExtensionStep{B: b, Shaders: shaders}
+		p = append(p, ext)
+	}
+	return append(p,
+		// The user's 'import orchard_ops' works and registers the ops.
+		&steps.TorchImportStep{B: b, Ext: ext},
+		// Forward and backward through autograd match float64 math attention.
+		&steps.TorchSmokeStep{B: b, Ext: ext},
+	)
 }
 
 // kernelOf is the pipeline's kernel step.

@@ -194,6 +194,10 @@ func TestJUnitSameTestcasesPassingOrFailing(t *testing.T) {
 	var timed float64
 	for _, c := range p.Suite.Cases {
 		pn = append(pn, c.Name)
+		// The torch steps run with the no-torch double: skipped, with why.
+		if strings.HasPrefix(c.Name, "torch-") && c.Skipped != nil && strings.HasPrefix(c.Skipped.Message, "no PyTorch for ") && c.Time != nil {
+			continue
+		}
 		if c.Time == nil || c.Failure != nil || c.Skipped != nil {
 			t.Errorf("passing run, testcase %s: time %v, failure %v, skipped %v", c.Name, c.Time, c.Failure, c.Skipped)
 		} else {
@@ -221,8 +225,9 @@ func TestJUnitSameTestcasesPassingOrFailing(t *testing.T) {
 			t.Errorf("no testcase %s in %v", id, pn)
 		}
 	}
-	if skipped != 7 || timed <= 0 {
-		t.Errorf("%d skipped testcases in the failing run (want 7), passing run's times sum to %v", skipped, timed)
+	// shaders' 7 followers, and the 3 torch steps.
+	if skipped != 10 || timed <= 0 {
+		t.Errorf("%d skipped testcases in the failing run (want 10), passing run's times sum to %v", skipped, timed)
 	}
 }
 

@@ -59,6 +59,13 @@ func TestColorProfileHandedToLipgloss(t *testing.T) {
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
+	if _, ok := env[envPython]; !ok {
+		e := map[string]string{envPython: pythonWithoutTorch}
+		for k, v := range env {
+			e[k] = v
+		}
+		env = e
+	}
 	io, out, errOut := testIOStreams(env)
 	code := run(context.Background(), args, io)
 	return code, out.String(), errOut.String()

@@ -22,7 +22,9 @@ type VerifyOptions struct {
 	Timeout  time.Duration
 	// RunnerTimeout bounds each runner call (a smoke case, runner info).
 	RunnerTimeout time.Duration
-	seedSet       bool
+	// Python is --python: the torch steps' interpreter.
+	Python  string
+	seedSet bool
 }
 
 func newVerifyCmd(f *Factory, runF func(*VerifyOptions) error) *cobra.Command {
@@ -32,7 +34,9 @@ func newVerifyCmd(f *Factory, runF func(*VerifyOptions) error) *cobra.Command {
 		Short: "Re-check an existing build without rebuilding",
 		Long: `Re-check the runtime already built in the build dir: the runner loads
 (runtime-loads), the smoke suite's forward and backward match the float64
-reference, and this run's kernel-call log lines are complete and clean.
+reference, and this run's kernel-call log lines are complete and clean;
+then, when the PyTorch op library was built (torch-extension), it is
+imported and its pytest suite run again with --python's interpreter.
 Nothing is rebuilt and nothing comes from the cache. When there is no build
 yet, it says so (exit 3): run 'orchard rebuild' first, with the same
 --build-dir, --backend and --runtime.
@@ -48,6 +52,9 @@ yet, it says so (exit 3): run 'orchard rebuild' first, with the same
 			if opts.RunnerTimeout <= 0 {
 				return usageErrorf("--runner-timeout must be positive, got %s", opts.RunnerTimeout)
 			}
+			if err := f.checkPython(opts.Python); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -60,6 +67,7 @@ yet, it says so (exit 3): run 'orchard rebuild' first, with the same
 	fl.Uint64Var(&opts.Seed, "seed", 0, "seed `N` for the smoke inputs (default: a fresh one, printed in the report)")
 	fl.StringVar(&opts.JUnit, "junit", "", "also write the checklist as JUnit XML to `FILE`")
 	fl.DurationVar(&opts.RunnerTimeout, "runner-timeout", steps.DefaultRunnerTimeout, "time limit for each runner call (one smoke case, runner info) as `DURATION`; the emu watchdog is a quarter of it")
+	addPythonFlag(cmd, &opts.Python)
 	addTargetFlags(cmd, f.Global, backendsRun)
 	addReportFlags(cmd, f.Global)
 	setExitCodes(cmd, exitCodesPipeline)
@@ -75,6 +83,7 @@ func runVerify(ctx context.Context, opts *VerifyOptions) error {
 	b, backend, dir := t.build, t.backend, t.dir
 	b.RunnerTimeout = opts.RunnerTimeout
 	b.Validate = opts.Validate
+	f.pythonFor(b, opts.Python)
 	shaders := &steps.ShadersStep{B: b}
 	kernel := &steps.KernelStep{B: b, Shaders: shaders}
 	err = steps.LoadOutput(dir, "shaders", &shaders.Out)
@@ -96,6 +105,11 @@ func runVerify(ctx context.Context, opts *VerifyOptions) error {
 		smoke,
 		&steps.LogInspectStep{Smoke: smoke},
 	}
+	// The op library as built: import it and run its suite again (without
+	// a build of it, the two are skipped with the reason).
+	ext := &steps.TorchExtensionStep{B: b, Shaders: shaders}
+	_ = steps.LoadOutput(dir, ext.Name(), &ext.Out)
+	pipeline = append(pipeline, torchSteps(b, shaders, ext)...)
 	return runPipeline(ctx, f, pipeline, pipelineRun{
 		command: "verify", backend: backend, dir: dir,
 		opts: steps.Options{NoCache: true, NoWait: opts.NoWait, StepTimeout: opts.Timeout},
