@@ -77,13 +77,13 @@ inline std::string kernel_name(Pass pass, DType dt, const Tile& t) {
 inline size_t threadgroup_bytes(Pass pass, const Tile& t) {
   switch (pass) {
     case Pass::kFwd:
-      return 4u * size_t(t.bk * t.bd + t.bq * t.bk + 4 * 64);
+      return 4u * size_t(t.bk * t.bd);
     case Pass::kBwdPre:
       return 0;
     case Pass::kBwdDq:
-      return 4u * size_t(2 * t.bk * t.bd + 2 * t.bq * t.bk + 64);
+      return 4u * size_t(2 * t.bk * t.bd);
     case Pass::kBwdDkv:
-      return 4u * size_t(2 * t.bq * t.bd + 2 * t.bk * t.bq + 2 * t.bq + 64);
+      return 4u * size_t(2 * t.bq * t.bd + 2 * t.bq);
   }
   return 0;
 }

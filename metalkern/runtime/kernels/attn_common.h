@@ -4,8 +4,9 @@
 // Each simdgroup owns an 8-row strip of the threadgroup's "owned" block (Q
 // rows in the forward and dQ passes, K/V rows in the dK/dV pass), so owned
 // blocks are always 32 rows. Matrix products use 8x8 float simdgroup
-// matrices loaded from threadgroup memory; everything accumulates in float32
-// whatever the input dtype.
+// matrices; everything accumulates in float32 whatever the input dtype.
+// Score strips (S, P, dP, dS) never leave registers: each lane works on the
+// two elements of every fragment it holds (thread_elements()).
 #pragma once
 
 #include <metal_stdlib>
@@ -26,3 +27,13 @@ static constant constexpr const int kMaxThreadgroupBytes = 32768;  // Apple7+ li
 static constant constexpr const float kMaskScore = -1.0e30f;
 static constant constexpr const float kLn2 = 0.6931471805599453f;
 static constant constexpr const float kLog2e = 1.4426950408889634f;
+
+// Apple's 8x8 simdgroup_matrix lane layout (MLX steel's get_coord, MFA's
+// Morton order): lane l holds elements (frag_row(l), frag_col(l) + j), j = 0, 1,
+// of every fragment. The 4 lanes holding one row differ in lane bits 0 and 3,
+// so row reductions combine with simd_shuffle_xor(1) and (8).
+inline int frag_row(uint lane) { return int((lane / 4) & 4) + int((lane / 2) % 4); }
+inline int frag_col(uint lane) { return int((lane / 4) & 2) * 2 + int(lane % 2) * 2; }
+// The one lane per row whose frag_col is 0 (writes per-row results).
+inline bool frag_row_leader(uint lane) { return (lane & 9u) == 0u; }
+inline Frag frag_zero() { return make_filled_simdgroup_matrix<float, 8, 8>(0.0f); }

@@ -2,6 +2,7 @@
 //
 // Device matrices are the row-major [n, d] slice of one (batch, head); tiles
 // in threadgroup memory are float with row stride BD (the padded head dim).
+// Owned strips go straight between device memory and registers, per lane.
 // Rows >= n and columns >= d read as zero, so padded rows and head-dim tails
 // contribute nothing to any product, and are never written back.
 #pragma once
@@ -24,60 +25,40 @@ inline void load_tile(threadgroup float* tile, const device T* src, int row0, in
   }
 }
 
-// All threads: dst[row0 + r][c] = T(tile[r][c] * mul) inside [n, d].
-template <typename T, int ROWS, int BD>
-inline void store_tile(device T* dst, const threadgroup float* tile, int row0, int n, int d,
-                       float mul, uint tid) {
-  for (int idx = int(tid); idx < ROWS * BD; idx += kThreads) {
-    const int r = idx / BD;
-    const int c = idx % BD;
-    const int gr = row0 + r;
-    if (gr < n && c < d) {
-      dst[gr * d + c] = T(tile[idx] * mul);
-    }
+// Per lane, no threadgroup memory: frags (8 rows x BD) = src[row0 + r][c], the
+// rows of one simdgroup's strip, each lane reading its own two elements of
+// every fragment (zero outside [n, d]).
+template <typename T, int BD>
+inline void load_strip_frags(thread Frag* frags, const device T* src, int row0, int n, int d,
+                             uint lane) {
+  const int r = row0 + frag_row(lane);
+  const int c0 = frag_col(lane);
+  const bool in = r < n;
+  #pragma clang loop unroll(full)
+  for (int k = 0; k < BD / 8; ++k) {
+    const int c = k * 8 + c0;
+    frags[k].thread_elements()[0] = in && c < d ? float(src[r * d + c]) : 0.0f;
+    frags[k].thread_elements()[1] = in && c + 1 < d ? float(src[r * d + c + 1]) : 0.0f;
   }
 }
 
-// All threads: each simdgroup loads the BD/8 fragments of its 8-row strip of the
-// owned block [row0, row0 + kOwnedRows) of src. The rows pass through `stage`
-// (room for CAP rows of BD floats) in rounds when the block does not fit.
-template <typename T, int CAP, int BD>
-inline void load_strip_frags(thread Frag* frags, threadgroup float* stage, const device T* src,
-                             int row0, int n, int d, uint tid, uint sg) {
-  constexpr int R = CAP < kOwnedRows ? CAP : kOwnedRows;
-  static_assert(R % kStrip == 0 && kOwnedRows % R == 0, "staging rounds must hold whole strips");
-  for (int base = 0; base < kOwnedRows; base += R) {
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    load_tile<T, R, BD>(stage, src, row0 + base, n, d, tid);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    const int mine = int(sg) * kStrip - base;
-    if (mine >= 0 && mine < R) {  // uniform per simdgroup
-      #pragma clang loop unroll(full)
-      for (int k = 0; k < BD / 8; ++k) {
-        simdgroup_load(frags[k], stage + mine * BD + k * 8, BD, ulong2(0, 0), false);
+// Per lane: dst[row0 + r][c] = T(frags * mul) inside [n, d]; mul is this lane's
+// row's factor (1/l for O, the softmax scale for dQ and dK).
+template <typename T, int BD>
+inline void store_strip_frags(device T* dst, thread Frag* frags, int row0, int n, int d, float mul,
+                              uint lane) {
+  const int r = row0 + frag_row(lane);
+  const int c0 = frag_col(lane);
+  if (r < n) {
+    #pragma clang loop unroll(full)
+    for (int k = 0; k < BD / 8; ++k) {
+      const int c = k * 8 + c0;
+      if (c < d) {
+        dst[r * d + c] = T(frags[k].thread_elements()[0] * mul);
+      }
+      if (c + 1 < d) {
+        dst[r * d + c + 1] = T(frags[k].thread_elements()[1] * mul);
       }
     }
   }
-  threadgroup_barrier(mem_flags::mem_threadgroup);
-}
-
-// All threads: the inverse of load_strip_frags; values are multiplied by `mul`.
-template <typename T, int CAP, int BD>
-inline void store_strip_frags(device T* dst, thread Frag* frags, threadgroup float* stage,
-                              int row0, int n, int d, float mul, uint tid, uint sg) {
-  constexpr int R = CAP < kOwnedRows ? CAP : kOwnedRows;
-  static_assert(R % kStrip == 0 && kOwnedRows % R == 0, "staging rounds must hold whole strips");
-  for (int base = 0; base < kOwnedRows; base += R) {
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    const int mine = int(sg) * kStrip - base;
-    if (mine >= 0 && mine < R) {  // uniform per simdgroup
-      #pragma clang loop unroll(full)
-      for (int k = 0; k < BD / 8; ++k) {
-        simdgroup_store(frags[k], stage + mine * BD + k * 8, BD);
-      }
-    }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    store_tile<T, R, BD>(dst, stage, row0 + base, n, d, mul, tid);
-  }
-  threadgroup_barrier(mem_flags::mem_threadgroup);
 }
