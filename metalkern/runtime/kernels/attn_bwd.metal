@@ -23,6 +23,7 @@ using namespace metal;
 // Delta[b,h,i] = sum_d dO[b,h,i,d] * O[b,h,i,d]. Grid (ceil(Nq/4), H, B), 128 threads:
 // one row per simdgroup, lanes stride over the head dim, simd_sum combines them.
 template <typename T>
+[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_bwd_pre(const device T* o [[buffer(0)]], const device T* dout [[buffer(1)]],
                              device float* delta [[buffer(2)]],
                              constant orchard::AttnParams& p [[buffer(3)]],
@@ -47,6 +48,7 @@ template <typename T>
 // dQ for one 32-row Q block. K and V blocks of BK rows sit side by side in
 // threadgroup memory.
 template <typename T, int BQ, int BK, int BD>
+[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_bwd_dq(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
                             const device T* v [[buffer(2)]], const device T* dout [[buffer(3)]],
                             const device float* lse [[buffer(4)]],
@@ -105,6 +107,7 @@ template <typename T, int BQ, int BK, int BD>
 // dK and dV for one 32-row K/V block. Q and dO blocks of BQ rows sit side by
 // side in threadgroup memory, with the block's LSE and Delta.
 template <typename T, int BQ, int BK, int BD>
+[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_bwd_dkv(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
                              const device T* v [[buffer(2)]], const device T* dout [[buffer(3)]],
                              const device float* lse [[buffer(4)]],

@@ -17,6 +17,10 @@ typedef simdgroup_matrix<float, 8, 8> Frag;
 static constant constexpr const int kSimdWidth = 32;
 static constant constexpr const int kSimdgroups = 4;
 static constant constexpr const int kThreads = kSimdWidth * kSimdgroups;
+// Every kernel carries [[max_total_threads_per_threadgroup(128)]] (a literal: emu reads
+// only literals there) so the compiler budgets registers for exactly this many threads;
+// the host dispatches kThreadsPerGroup (host/select.h) threads, the same number.
+static_assert(kThreads == 128, "update the kernels' max_total_threads_per_threadgroup(128)");
 static constant constexpr const int kStrip = 8;                   // rows per simdgroup
 static constant constexpr const int kOwnedRows = kStrip * kSimdgroups;  // rows per owned block
 static constant constexpr const int kMaxThreadgroupBytes = 32768;  // Apple7+ limit

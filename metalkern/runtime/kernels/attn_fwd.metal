@@ -22,6 +22,7 @@ using namespace metal;
 #include "softmax.h"
 
 template <typename T, int BQ, int BK, int BD>
+[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_fwd(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
                          const device T* v [[buffer(2)]], device T* o [[buffer(3)]],
                          device float* lse [[buffer(4)]],
