@@ -318,7 +318,7 @@ class Session {
     current_ = name;
     for (const auto& o : outs) poison(be_, *o.first, o.second);
     Limits lim = be_.limits();
-    size_t tg = threadgroup_bytes(pass, t);
+    size_t tg = threadgroup_bytes(pass, t, shape_.dtype);
     if (uint32_t(kThreadsPerGroup) > lim.max_threads_per_threadgroup ||
         tg > lim.max_threadgroup_memory || lim.simd_width != 32) {
       throw std::runtime_error("kernel " + name + " needs " + std::to_string(kThreadsPerGroup) +

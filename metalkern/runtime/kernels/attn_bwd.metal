@@ -11,6 +11,8 @@
 // S, P, dP and dS stay in registers (per-lane fragment elements, softmax.h);
 // MMAs per simdgroup and streamed block: dQ pass 3 (B/8)(BD/8) (S, dP, dS K),
 // dK/dV pass 4 (B/8)(BD/8) (S^T, dP^T, P^T dO, dS^T Q): the seven products.
+// Tiles hold the input dtype (rows padded by 16 bytes); operand fragments are
+// of the input dtype, accumulators float (P, dS converted before their product).
 #include <metal_stdlib>
 using namespace metal;
 
@@ -60,11 +62,13 @@ template <typename T, int BQ, int BK, int BD>
                             uint lane [[thread_index_in_simdgroup]]) {
   static_assert(BQ == kOwnedRows, "the Q block is one 8-row strip per simdgroup");
   static_assert(BK % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
-  constexpr int kSmem = 2 * BK * BD;
-  static_assert(kSmem * 4 <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
-  threadgroup float smem[kSmem];
-  threadgroup float* ks = smem;                 // K block: BK x BD
-  threadgroup float* vs = ks + BK * BD;         // V block: BK x BD
+  typedef simdgroup_matrix<T, 8, 8> TFrag;  // operand fragment, input dtype
+  constexpr int LD = TileLd<T, BD>::value;
+  constexpr int kSmem = 2 * BK * LD;
+  static_assert(kSmem * int(sizeof(T)) <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
+  threadgroup T smem[kSmem];
+  threadgroup T* ks = smem;                 // K block: BK x BD, row stride LD
+  threadgroup T* vs = ks + BK * LD;         // V block: BK x BD, row stride LD
 
   const int q0 = (int(tgid.x) + p.group_x0) * BQ;  // grid position: dispatch offset added
   const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
@@ -74,11 +78,12 @@ template <typename T, int BQ, int BK, int BD>
   const int row0 = q0 + int(sg) * kStrip;
   const int qrow = row0 + frag_row(lane);
 
-  Frag qf[BD / 8];
-  Frag dof[BD / 8];
+  TFrag qf[BD / 8];
+  TFrag dof[BD / 8];
   Frag dqf[BD / 8];
   Frag sf[BK / 8];
   Frag dpf[BK / 8];
+  TFrag dsf[BK / 8];
   load_strip_frags<T, BD>(qf, q + qoff, row0, p.Nq, p.D, lane);
   load_strip_frags<T, BD>(dof, dout + qoff, row0, p.Nq, p.D, lane);
   strip_zero<BD>(dqf);
@@ -98,7 +103,8 @@ template <typename T, int BQ, int BK, int BD>
     strip_abt<BK / 8, BD>(sf, qf, ks);    // S = Q K^T
     strip_abt<BK / 8, BD>(dpf, dof, vs);  // dP = dO V^T
     dq_scores<BK / 8>(sf, dpf, l2, dl, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
-    strip_pb<BK / 8, BD>(dqf, sf, ks);    // dQ += dS K
+    strip_to_operand<BK / 8>(dsf, sf);        // dS in the input dtype
+    strip_pb<BK / 8, BD>(dqf, dsf, ks);   // dQ += dS K
     threadgroup_barrier(mem_flags::mem_threadgroup);  // every simdgroup done reading K, V
   }
   store_strip_frags<T, BD>(dq + qoff, dqf, row0, p.Nq, p.D, p.scale, lane);
@@ -120,13 +126,17 @@ template <typename T, int BQ, int BK, int BD>
                              uint lane [[thread_index_in_simdgroup]]) {
   static_assert(BK == kOwnedRows, "the K/V block is one 8-row strip per simdgroup");
   static_assert(BQ % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
-  constexpr int kSmem = 2 * BQ * BD + 2 * BQ;
-  static_assert(kSmem * 4 <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
-  threadgroup float smem[kSmem];
-  threadgroup float* qs = smem;                 // Q block: BQ x BD
-  threadgroup float* dos = qs + BQ * BD;        // dO block: BQ x BD
-  threadgroup float* l2s = dos + BQ * BD;       // LSE (exp2 domain) of the BQ rows
-  threadgroup float* deltas = l2s + BQ;         // Delta of the BQ rows
+  typedef simdgroup_matrix<T, 8, 8> TFrag;  // operand fragment, input dtype
+  constexpr int LD = TileLd<T, BD>::value;
+  constexpr int kSmem = 2 * BQ * LD;
+  static_assert(kSmem * int(sizeof(T)) + 2 * BQ * 4 <= kMaxThreadgroupBytes,
+                "threadgroup memory over 32 KiB");
+  threadgroup T smem[kSmem];
+  threadgroup float stats[2 * BQ];
+  threadgroup T* qs = smem;                 // Q block: BQ x BD, row stride LD
+  threadgroup T* dos = qs + BQ * LD;        // dO block: BQ x BD, row stride LD
+  threadgroup float* l2s = stats;           // LSE (exp2 domain) of the BQ rows
+  threadgroup float* deltas = stats + BQ;   // Delta of the BQ rows
 
   const int k0 = (int(tgid.x) + p.group_x0) * BK;  // grid position: dispatch offset added
   const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
@@ -136,12 +146,13 @@ template <typename T, int BQ, int BK, int BD>
   const int row0 = k0 + int(sg) * kStrip;
   const int krow = row0 + frag_row(lane);
 
-  Frag kf[BD / 8];
-  Frag vf[BD / 8];
+  TFrag kf[BD / 8];
+  TFrag vf[BD / 8];
   Frag dkf[BD / 8];
   Frag dvf[BD / 8];
   Frag stf[BQ / 8];
   Frag dptf[BQ / 8];
+  TFrag opf[BQ / 8];  // P^T, then dS^T, in the input dtype
   load_strip_frags<T, BD>(kf, k + koff, row0, p.Nk, p.D, lane);
   load_strip_frags<T, BD>(vf, v + koff, row0, p.Nk, p.D, lane);
   strip_zero<BD>(dkf);
@@ -162,8 +173,10 @@ template <typename T, int BQ, int BK, int BD>
     strip_abt<BQ / 8, BD>(dptf, vf, dos);   // dP^T = V dO^T
     dkv_scores<BQ / 8>(stf, dptf, l2s, deltas, krow, q0, p.Nq, p.Nk, p.causal, p.scale_log2,
                        lane);
-    strip_pb<BQ / 8, BD>(dvf, stf, dos);    // dV += P^T dO
-    strip_pb<BQ / 8, BD>(dkf, dptf, qs);    // dK += dS^T Q
+    strip_to_operand<BQ / 8>(opf, stf);
+    strip_pb<BQ / 8, BD>(dvf, opf, dos);    // dV += P^T dO
+    strip_to_operand<BQ / 8>(opf, dptf);
+    strip_pb<BQ / 8, BD>(dkf, opf, qs);     // dK += dS^T Q
     threadgroup_barrier(mem_flags::mem_threadgroup);  // every simdgroup done reading the block
   }
   store_strip_frags<T, BD>(dv + koff, dvf, row0, p.Nk, p.D, 1.0f, lane);

@@ -3,8 +3,11 @@
 // Every kernel runs 4 simdgroups of 32 threads (128 threads per threadgroup).
 // Each simdgroup owns an 8-row strip of the threadgroup's "owned" block (Q
 // rows in the forward and dQ passes, K/V rows in the dK/dV pass), so owned
-// blocks are always 32 rows. Matrix products use 8x8 float simdgroup
-// matrices; everything accumulates in float32 whatever the input dtype.
+// blocks are always 32 rows. Matrix products use 8x8 simdgroup matrices:
+// operands in the input dtype T (Q, K, V, dO as loaded; P and dS converted
+// to T, as MLX steel does), accumulators (S, dP, O, dQ, dK, dV) in float32:
+// Metal's all-float and half x half + float mixes only. Threadgroup tiles
+// hold T with rows padded by 16 bytes (kTilePad).
 // Score strips (S, P, dP, dS) never leave registers: each lane works on the
 // two elements of every fragment it holds (thread_elements()).
 #pragma once
@@ -12,7 +15,25 @@
 #include <metal_stdlib>
 using namespace metal;
 
-typedef simdgroup_matrix<float, 8, 8> Frag;
+typedef simdgroup_matrix<float, 8, 8> Frag;  // float32 accumulator fragment
+
+// Row stride of a threadgroup tile of BD columns of T: 16 bytes of padding per row.
+template <typename T, int BD>
+struct TileLd {
+  static constant constexpr const int value = BD + 16 / int(sizeof(T));
+};
+
+// 4-element vectors without vector alignment (device rows need only T's alignment).
+template <typename T>
+struct Packed4 {};
+template <>
+struct Packed4<float> {
+  typedef packed_float4 type;
+};
+template <>
+struct Packed4<half> {
+  typedef packed_half4 type;
+};
 
 static constant constexpr const int kSimdWidth = 32;
 static constant constexpr const int kSimdgroups = 4;

@@ -3,11 +3,12 @@
 // One threadgroup per (32-row Q block, head, batch): grid (ceil(Nq/32), H, B),
 // 128 threads. Each simdgroup keeps its 8 Q rows, its 8-row slice of the O
 // accumulator and its 8 x BK score strip in simdgroup-matrix registers and
-// streams K/V blocks of BK rows through threadgroup memory (one shared tile):
+// streams K/V blocks of BK rows through threadgroup memory (one shared tile of
+// the input dtype, rows padded by 16 bytes):
 //   S = Q K^T (raw, registers), online softmax in the exp2 domain on each
 //   lane's fragment elements (scale * log2 e folded in, running max starting
 //   at kMaskScore, never -inf; row max by shuffles), O *= alpha per lane,
-//   O += P V with P straight from registers.
+//   O += P V with P straight from registers (converted to the input dtype).
 // Outputs O (input dtype) and L = natural-log LSE per row (float32).
 // With the causal mask, K blocks that start after the block's last query row
 // are fully masked for every row and are not visited.
@@ -33,9 +34,11 @@ template <typename T, int BQ, int BK, int BD>
                          uint lane [[thread_index_in_simdgroup]]) {
   static_assert(BQ == kOwnedRows, "the Q block is one 8-row strip per simdgroup");
   static_assert(BK % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
-  constexpr int kSmem = BK * BD;
-  static_assert(kSmem * 4 <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
-  threadgroup float kv[kSmem];  // K block, then V block: BK x BD
+  typedef simdgroup_matrix<T, 8, 8> TFrag;  // operand fragment, input dtype
+  constexpr int LD = TileLd<T, BD>::value;
+  constexpr int kSmem = BK * LD;
+  static_assert(kSmem * int(sizeof(T)) <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
+  threadgroup T kv[kSmem];  // K block, then V block: BK x BD, row stride LD
 
   const int q0 = (int(tgid.x) + p.group_x0) * BQ;  // grid position: dispatch offset added
   const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
@@ -44,9 +47,10 @@ template <typename T, int BQ, int BK, int BD>
   const int row0 = q0 + int(sg) * kStrip;     // this simdgroup's first query row
   const int qrow = row0 + frag_row(lane);     // this lane's query row
 
-  Frag qf[BD / 8];
+  TFrag qf[BD / 8];
   Frag of[BD / 8];
   Frag sf[BK / 8];
+  TFrag pf[BK / 8];
   load_strip_frags<T, BD>(qf, q + bh * p.Nq * p.D, row0, p.Nq, p.D, lane);
   strip_zero<BD>(of);
   float m = kMaskScore;
@@ -57,14 +61,15 @@ template <typename T, int BQ, int BK, int BD>
   for (int k0 = 0; k0 < kend; k0 += BK) {
     load_tile<T, BK, BD>(kv, kb, k0, p.Nk, p.D, tid);
     threadgroup_barrier(mem_flags::mem_threadgroup);  // K visible to every simdgroup
-    strip_abt<BK / 8, BD>(sf, qf, kv);                // S = Q K^T
+    strip_abt<BK / 8, BD>(sf, qf, kv);            // S = Q K^T
     const float alpha =
         softmax_update<BK / 8>(sf, m, l, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
     strip_scale<BD>(of, alpha);                       // O *= alpha, per lane
+    strip_to_operand<BK / 8>(pf, sf);                 // P in the input dtype
     threadgroup_barrier(mem_flags::mem_threadgroup);  // every simdgroup done reading K
     load_tile<T, BK, BD>(kv, vb, k0, p.Nk, p.D, tid);
     threadgroup_barrier(mem_flags::mem_threadgroup);  // V visible
-    strip_pb<BK / 8, BD>(of, sf, kv);                 // O += P V
+    strip_pb<BK / 8, BD>(of, pf, kv);             // O += P V
     threadgroup_barrier(mem_flags::mem_threadgroup);  // every simdgroup done reading V
   }
 

@@ -1,27 +1,39 @@
-// loader.h — copies between device memory and threadgroup memory.
+// loader.h — copies between device memory and threadgroup memory / registers.
 //
 // Device matrices are the row-major [n, d] slice of one (batch, head); tiles
-// in threadgroup memory are float with row stride BD (the padded head dim).
-// Owned strips go straight between device memory and registers, per lane.
-// Rows >= n and columns >= d read as zero, so padded rows and head-dim tails
-// contribute nothing to any product, and are never written back.
+// in threadgroup memory hold the input dtype T with row stride LD (TileLd:
+// the padded head dim BD plus 16 bytes). Owned strips go straight between
+// device memory and registers, per lane. Rows >= n and columns >= d read as
+// zero, so padded rows and head-dim tails contribute nothing to any product,
+// and are never written back.
 #pragma once
 
 #include "attn_common.h"
 
-// All threads: tile[r][c] = src[row0 + r][c] (zero outside [n, d]).
+// All threads: tile[r][c] = src[row0 + r][c] (zero outside [n, d]). An interior
+// tile (all ROWS rows exist and d == BD) is copied with 4-element packed loads
+// and no bounds checks; an edge tile element by element, guarded. The branch
+// is uniform over the threadgroup.
 template <typename T, int ROWS, int BD>
-inline void load_tile(threadgroup float* tile, const device T* src, int row0, int n, int d,
-                      uint tid) {
-  for (int idx = int(tid); idx < ROWS * BD; idx += kThreads) {
-    const int r = idx / BD;
-    const int c = idx % BD;
-    const int gr = row0 + r;
-    float x = 0.0f;
-    if (gr < n && c < d) {
-      x = float(src[gr * d + c]);
+inline void load_tile(threadgroup T* tile, const device T* src, int row0, int n, int d, uint tid) {
+  constexpr int LD = TileLd<T, BD>::value;
+  static_assert(BD % 4 == 0 && LD % 4 == 0, "rows are whole 4-element vectors");
+  typedef typename Packed4<T>::type V4;
+  if (row0 + ROWS <= n && d == BD) {
+    constexpr int kVecs = BD / 4;  // per row
+    for (int i = int(tid); i < ROWS * kVecs; i += kThreads) {
+      const int r = i / kVecs;
+      const int c = (i % kVecs) * 4;
+      const V4 x = *reinterpret_cast<const device V4*>(src + (row0 + r) * d + c);
+      *reinterpret_cast<threadgroup V4*>(tile + r * LD + c) = x;
     }
-    tile[idx] = x;
+  } else {
+    for (int idx = int(tid); idx < ROWS * BD; idx += kThreads) {
+      const int r = idx / BD;
+      const int c = idx % BD;
+      const int gr = row0 + r;
+      tile[r * LD + c] = gr < n && c < d ? src[gr * d + c] : T(0.0f);
+    }
   }
 }
 
@@ -29,16 +41,16 @@ inline void load_tile(threadgroup float* tile, const device T* src, int row0, in
 // rows of one simdgroup's strip, each lane reading its own two elements of
 // every fragment (zero outside [n, d]).
 template <typename T, int BD>
-inline void load_strip_frags(thread Frag* frags, const device T* src, int row0, int n, int d,
-                             uint lane) {
+inline void load_strip_frags(thread simdgroup_matrix<T, 8, 8>* frags, const device T* src, int row0,
+                             int n, int d, uint lane) {
   const int r = row0 + frag_row(lane);
   const int c0 = frag_col(lane);
   const bool in = r < n;
   #pragma clang loop unroll(full)
   for (int k = 0; k < BD / 8; ++k) {
     const int c = k * 8 + c0;
-    frags[k].thread_elements()[0] = in && c < d ? float(src[r * d + c]) : 0.0f;
-    frags[k].thread_elements()[1] = in && c + 1 < d ? float(src[r * d + c + 1]) : 0.0f;
+    frags[k].thread_elements()[0] = in && c < d ? src[r * d + c] : T(0.0f);
+    frags[k].thread_elements()[1] = in && c + 1 < d ? src[r * d + c + 1] : T(0.0f);
   }
 }
 
