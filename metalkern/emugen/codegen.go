@@ -250,8 +250,14 @@ func writeEntry(b *bytes.Buffer, i int, k KernelSig) {
 		}
 		b.WriteString("};\n")
 	}
-	fmt.Fprintf(b, "const ::orchard_emu::KernelEntry orchard_entry_%d{%s, %s, %s, %d, &orchard_run_%d, %s, %d, %d};\n",
-		i, cQuote(k.HostName), cQuote(k.Function), cQuote(k.File), k.Line, i, table, len(k.Params), k.MaxThreads)
+	// max_threads only when the kernel has the attribute: a runtime whose
+	// KernelEntry predates the field (an ejected older runtime) still compiles.
+	maxThreads := ""
+	if k.MaxThreads > 0 {
+		maxThreads = fmt.Sprintf(", %d", k.MaxThreads)
+	}
+	fmt.Fprintf(b, "const ::orchard_emu::KernelEntry orchard_entry_%d{%s, %s, %s, %d, &orchard_run_%d, %s, %d%s};\n",
+		i, cQuote(k.HostName), cQuote(k.Function), cQuote(k.File), k.Line, i, table, len(k.Params), maxThreads)
 	fmt.Fprintf(b, "const ::orchard_emu::Registrar orchard_reg_%d{orchard_entry_%d};\n", i, i)
 }
 

@@ -50,7 +50,7 @@ constexpr ::orchard_emu::ParamInfo orchard_params_1[] = {
     {::orchard_emu::ParamInfo::kBufferPtr, 0, "out", "device float*", "buffer(0)"},
     {::orchard_emu::ParamInfo::kBuiltin, -1, "i", "uint", "thread_index_in_threadgroup"},
 };
-const ::orchard_emu::KernelEntry orchard_entry_1{"tg", "tg", "/k/golden.metal", 16, &orchard_run_1, orchard_params_1, 2, 0};
+const ::orchard_emu::KernelEntry orchard_entry_1{"tg", "tg", "/k/golden.metal", 16, &orchard_run_1, orchard_params_1, 2};
 const ::orchard_emu::Registrar orchard_reg_1{orchard_entry_1};
 
 // attn_f32_bq32: attn<float, 32, true> (golden.metal:13)
