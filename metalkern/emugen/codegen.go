@@ -39,6 +39,7 @@ type KernelSig struct {
 	File         string        // absolute path of the file with the instantiation (or definition)
 	Line         int           // its line
 	Params       []KernelParam // in declaration order
+	MaxThreads   int           // [[max_total_threads_per_threadgroup(n)]] of the definition, 0 = none
 }
 
 // TemplateArg is a kernel template parameter and the value an instantiation gives it.
@@ -177,7 +178,7 @@ func (t *tu) kernels() ([]KernelSig, error) {
 			return nil, err
 		}
 		if err := add(d, KernelSig{HostName: name, Function: d.name, File: d.file.path, Line: d.tok.line,
-			Params: params}); err != nil {
+			Params: params, MaxThreads: d.maxThreads}); err != nil {
 			return nil, err
 		}
 	}
@@ -208,7 +209,7 @@ func (t *tu) kernels() ([]KernelSig, error) {
 			return nil, err
 		}
 		sig := KernelSig{HostName: in.hostName, Function: in.name + "<" + in.targs + ">", Template: def.name,
-			File: in.file.path, Line: in.tok.line, Params: params}
+			File: in.file.path, Line: in.tok.line, Params: params, MaxThreads: def.maxThreads}
 		for i, a := range args {
 			sig.TemplateArgs = append(sig.TemplateArgs, TemplateArg{Kind: def.tparams[i].Kind,
 				Name: def.tparams[i].Name, Value: a})
@@ -266,8 +267,14 @@ func writeEntry(b *bytes.Buffer, i int, k KernelSig) {
 		}
 		b.WriteString("};\n")
 	}
-	fmt.Fprintf(b, "const ::orchard_emu::KernelEntry orchard_entry_%d{%s, %s, %s, %d, &orchard_run_%d, %s, %d};\n",
-		i, cQuote(k.HostName), cQuote(k.Function), cQuote(k.File), k.Line, i, table, len(k.Params))
+	// max_threads only when the kernel has the attribute: a runtime whose
+	// KernelEntry predates the field (an ejected older runtime) still compiles.
+	maxThreads := ""
+	if k.MaxThreads > 0 {
+		maxThreads = fmt.Sprintf(", %d", k.MaxThreads)
+	}
+	fmt.Fprintf(b, "const ::orchard_emu::KernelEntry orchard_entry_%d{%s, %s, %s, %d, &orchard_run_%d, %s, %d%s};\n",
+		i, cQuote(k.HostName), cQuote(k.Function), cQuote(k.File), k.Line, i, table, len(k.Params), maxThreads)
 	fmt.Fprintf(b, "const ::orchard_emu::Registrar orchard_reg_%d{orchard_entry_%d};\n", i, i)
 }
 

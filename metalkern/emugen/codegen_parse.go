@@ -29,18 +29,19 @@ type param struct {
 
 // funcDecl is a function (template) declaration at namespace scope.
 type funcDecl struct {
-	file      *srcFile
-	tok       token // the function name
-	kernel    bool
-	hostName  string
-	name      string // as written, possibly qualified
-	targs     string // explicit template arguments after the name ("" if none)
-	tparams   []TemplateParam
-	isTmpl    bool // `template <...>` definition/declaration
-	isInst    bool // explicit instantiation
-	hasBody   bool
-	params    []param
-	attrSpans [][2]int // byte ranges of attribute-specifiers before the name
+	file       *srcFile
+	tok        token // the function name
+	kernel     bool
+	hostName   string
+	name       string // as written, possibly qualified
+	targs      string // explicit template arguments after the name ("" if none)
+	tparams    []TemplateParam
+	isTmpl     bool // `template <...>` definition/declaration
+	isInst     bool // explicit instantiation
+	hasBody    bool
+	params     []param
+	attrSpans  [][2]int // byte ranges of attribute-specifiers before the name
+	maxThreads int      // [[max_total_threads_per_threadgroup(n)]], 0 without it
 }
 
 // TemplateParam is one parameter of a kernel template.
@@ -198,6 +199,13 @@ scan:
 						return nil, f.errorf(a.tok, "host_name wants a string literal, got %s", a.args)
 					}
 					d.hostName = s
+				case "max_total_threads_per_threadgroup":
+					n, err := strconv.Atoi(strings.TrimSpace(a.args))
+					if err != nil || n < 1 || n > 1024 {
+						return nil, f.errorf(a.tok, "max_total_threads_per_threadgroup wants an integer literal "+
+							"1..1024 (emu evaluates no expression here), got (%s)", a.args)
+					}
+					d.maxThreads = n
 				}
 			}
 			d.attrSpans = append(d.attrSpans, [2]int{t.off, toks[next-1].end})

@@ -17,7 +17,7 @@ var updateEmu = flag.Bool("update-emu", false, "rewrite testdata/golden files")
 const sigSrc = `#include <metal_stdlib>
 using namespace metal;
 struct P { int n; };
-template <typename T, int BQ, bool Causal = false>
+template <typename T, int BQ, bool Causal = false> [[max_total_threads_per_threadgroup(96)]]
 [[kernel]] void attn(device const T* q [[buffer(0)]],
                      device T* o [[buffer(3)]],
                      constant P& p [[buffer(7)]],
@@ -26,7 +26,7 @@ template <typename T, int BQ, bool Causal = false>
   o[0] = q[0];
 }
 template [[host_name("attn_f32_bq32")]] [[kernel]] void attn<float, 32, true>(device const float* q [[buffer(0)]], device float* o [[buffer(3)]], constant P& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], ushort lane [[thread_index_in_simdgroup]]);
-kernel void plain(device float* out [[buffer(0)]], uint i [[thread_position_in_grid]]) { out[i] = 1; }
+[[max_total_threads_per_threadgroup(64)]] kernel void plain(device float* out [[buffer(0)]], uint i [[thread_position_in_grid]]) { out[i] = 1; }
 `
 
 func TestKernelSignatures(t *testing.T) {
@@ -38,7 +38,7 @@ func TestKernelSignatures(t *testing.T) {
 		{HostName: "plain", Function: "plain", File: "/k/a.metal", Line: 13, Params: []KernelParam{
 			{Name: "out", Type: "device float*", Attr: "buffer(0)", Buffer: 0},
 			{Name: "i", Type: "uint", Attr: "thread_position_in_grid", Buffer: -1},
-		}},
+		}, MaxThreads: 64},
 		{HostName: "attn_f32_bq32", Function: "attn<float, 32, true>", Template: "attn", File: "/k/a.metal", Line: 12,
 			TemplateArgs: []TemplateArg{{"typename", "T", "float"}, {"int", "BQ", "32"}, {"bool", "Causal", "true"}},
 			Params: []KernelParam{
@@ -47,7 +47,7 @@ func TestKernelSignatures(t *testing.T) {
 				{Name: "p", Type: "constant P&", Attr: "buffer(7)", Buffer: 7, Ref: true},
 				{Name: "tgid", Type: "uint3", Attr: "threadgroup_position_in_grid", Buffer: -1},
 				{Name: "lane", Type: "ushort", Attr: "thread_index_in_simdgroup", Buffer: -1},
-			}},
+			}, MaxThreads: 96},
 	}
 	if !reflect.DeepEqual(sigs, want) {
 		t.Errorf("signatures:\n got %+v\nwant %+v", sigs, want)
@@ -61,6 +61,9 @@ func TestKernelSignatureErrors(t *testing.T) {
 			"kernel void k(device float* out,\n              uint i [[thread_position_in_grid]]) {}\n",
 			"/k/e.metal:3: parameter 'out' of kernel 'k' has no attribute: add [[buffer(n)]]",
 		},
+		"max threads not a literal": {
+			"template <int N> [[max_total_threads_per_threadgroup(N * 32)]] [[kernel]] void k(device float* out [[buffer(0)]]) {}\n",
+			"/k/e.metal:3: max_total_threads_per_threadgroup wants an integer literal 1..1024 (emu evaluates no expression here), got (N * 32)"},
 		"unknown attribute": {
 			"kernel void k(device float* out [[bufer(0)]]) {}\n",
 			"/k/e.metal:3: parameter 'out' of kernel 'k': unknown attribute [[bufer(0)]]",

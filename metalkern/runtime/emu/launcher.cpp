@@ -214,6 +214,11 @@ void Launcher::check_shape(const KernelEntry& k, metal::uint3 groups, metal::uin
   if (n > kMaxThreads)
     throw std::runtime_error(name + ": " + std::to_string(n) + " threads per threadgroup (" + shape(tpg) +
                              "), the limit is " + std::to_string(kMaxThreads));
+  if (k.max_threads > 0 && n > (unsigned long long)k.max_threads)
+    throw std::runtime_error(name + ": " + std::to_string(n) + " threads per threadgroup (" + shape(tpg) +
+                             "), but its [[max_total_threads_per_threadgroup(" + std::to_string(k.max_threads) +
+                             ")]] allows at most " + std::to_string(k.max_threads) +
+                             " (Metal caps the pipeline's maxTotalThreadsPerThreadgroup there)");
 }
 
 void Launcher::dispatch(const KernelEntry& k, metal::uint3 groups, metal::uint3 tpg, const Launch& l) const {

@@ -144,7 +144,7 @@ void AttnSession::dispatch(Pass pass, const Tile& t, std::vector<Arg> args,
   if (poison_)
     for (const auto& o : outs) attn_detail::poison(be_, *o.first, o.second);
   Limits lim = be_.limits();
-  size_t tg = threadgroup_bytes(pass, t);
+  size_t tg = threadgroup_bytes(pass, t, shape_.dtype);
   if (uint32_t(kThreadsPerGroup) > lim.max_threads_per_threadgroup || tg > lim.max_threadgroup_memory ||
       lim.simd_width != 32) {
     throw std::runtime_error("kernel " + name + " needs " + std::to_string(kThreadsPerGroup) + " threads, " +

@@ -8,8 +8,9 @@
 // Every kernel runs 128 threads (4 simdgroups x 32); the "owned" block of a
 // pass (Q rows for fwd/dQ, K rows for dK/dV) is 32 rows, one 8-row strip per
 // simdgroup. The streamed block shrinks as bd grows so threadgroup memory
-// (float32 tiles) stays within 32 KiB; threadgroup_bytes() repeats the
-// kernels' arithmetic so the host can check it before dispatch.
+// stays within 32 KiB even for float32 tiles (tiles hold the input dtype,
+// rows padded by 16 bytes); threadgroup_bytes() repeats the kernels'
+// arithmetic so the host can check it before dispatch.
 #pragma once
 
 #include <algorithm>
@@ -73,17 +74,25 @@ inline std::string kernel_name(Pass pass, DType dt, const Tile& t) {
   return "";
 }
 
-// Static threadgroup memory of a kernel, in bytes (same formulas as the kernels).
-inline size_t threadgroup_bytes(Pass pass, const Tile& t) {
+// Row stride of a threadgroup tile: bd elements plus 16 bytes of padding
+// (kernels/attn_common.h TileLd).
+inline int tile_ld(const Tile& t, DType dt) { return t.bd + 16 / int(dtype_size(dt)); }
+
+// Static threadgroup memory of a kernel, in bytes (same formulas as the
+// kernels): tiles of the input dtype with padded rows; dK/dV adds the block's
+// LSE and Delta (float32). dt defaults to float32, the larger.
+inline size_t threadgroup_bytes(Pass pass, const Tile& t, DType dt = DType::kF32) {
+  const size_t es = dtype_size(dt);
+  const size_t ld = size_t(tile_ld(t, dt));
   switch (pass) {
     case Pass::kFwd:
-      return 4u * size_t(t.bk * t.bd + t.bq * t.bk + 4 * 64);
+      return es * size_t(t.bk) * ld;
     case Pass::kBwdPre:
       return 0;
     case Pass::kBwdDq:
-      return 4u * size_t(2 * t.bk * t.bd + 2 * t.bq * t.bk + 64);
+      return es * 2 * size_t(t.bk) * ld;
     case Pass::kBwdDkv:
-      return 4u * size_t(2 * t.bq * t.bd + 2 * t.bk * t.bq + 2 * t.bq + 64);
+      return es * 2 * size_t(t.bq) * ld + 4 * 2 * size_t(t.bq);
   }
   return 0;
 }

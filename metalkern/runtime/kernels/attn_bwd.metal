@@ -8,6 +8,11 @@
 //        S^T = K Q^T, P^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q; dK *= scale.
 // L2 = L * log2(e) converts the forward's natural-log LSE to the exp2 domain.
 // Causal blocks entirely above the diagonal are skipped in both passes.
+// S, P, dP and dS stay in registers (per-lane fragment elements, softmax.h);
+// MMAs per simdgroup and streamed block: dQ pass 3 (B/8)(BD/8) (S, dP, dS K),
+// dK/dV pass 4 (B/8)(BD/8) (S^T, dP^T, P^T dO, dS^T Q): the seven products.
+// Tiles hold the input dtype (rows padded by 16 bytes); operand fragments are
+// of the input dtype, accumulators float (P, dS converted before their product).
 #include <metal_stdlib>
 using namespace metal;
 
@@ -20,6 +25,7 @@ using namespace metal;
 // Delta[b,h,i] = sum_d dO[b,h,i,d] * O[b,h,i,d]. Grid (ceil(Nq/4), H, B), 128 threads:
 // one row per simdgroup, lanes stride over the head dim, simd_sum combines them.
 template <typename T>
+[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_bwd_pre(const device T* o [[buffer(0)]], const device T* dout [[buffer(1)]],
                              device float* delta [[buffer(2)]],
                              constant orchard::AttnParams& p [[buffer(3)]],
@@ -42,8 +48,9 @@ template <typename T>
 }
 
 // dQ for one 32-row Q block. K and V blocks of BK rows sit side by side in
-// threadgroup memory (that 2*BK-row region also stages Q, dO and dQ).
+// threadgroup memory.
 template <typename T, int BQ, int BK, int BD>
+[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_bwd_dq(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
                             const device T* v [[buffer(2)]], const device T* dout [[buffer(3)]],
                             const device float* lse [[buffer(4)]],
@@ -55,37 +62,31 @@ template <typename T, int BQ, int BK, int BD>
                             uint lane [[thread_index_in_simdgroup]]) {
   static_assert(BQ == kOwnedRows, "the Q block is one 8-row strip per simdgroup");
   static_assert(BK % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
-  constexpr int kSmem = 2 * BK * BD + 2 * BQ * BK + 64;
-  static_assert(kSmem * 4 <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
-  threadgroup float smem[kSmem];
-  threadgroup float* ks = smem;                 // K block: BK x BD
-  threadgroup float* vs = ks + BK * BD;         // V block: BK x BD
-  threadgroup float* ss = vs + BK * BD;         // S, then dS: BQ x BK
-  threadgroup float* dps = ss + BQ * BK;        // dP: BQ x BK
-  threadgroup float* zs = dps + BQ * BK;        // 8x8 zeros
-  threadgroup float* s_strip = ss + int(sg) * kStrip * BK;
-  threadgroup float* dp_strip = dps + int(sg) * kStrip * BK;
+  typedef simdgroup_matrix<T, 8, 8> TFrag;  // operand fragment, input dtype
+  constexpr int LD = TileLd<T, BD>::value;
+  constexpr int kSmem = 2 * BK * LD;
+  static_assert(kSmem * int(sizeof(T)) <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
+  threadgroup T smem[kSmem];
+  threadgroup T* ks = smem;                 // K block: BK x BD, row stride LD
+  threadgroup T* vs = ks + BK * LD;         // V block: BK x BD, row stride LD
 
   const int q0 = (int(tgid.x) + p.group_x0) * BQ;  // grid position: dispatch offset added
   const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
   const int qoff = bh * p.Nq * p.D;
   const device T* kb = k + bh * p.Nk * p.D;
   const device T* vb = v + bh * p.Nk * p.D;
-  const int qrow = q0 + int(sg) * kStrip + int(lane) / 4;
+  const int row0 = q0 + int(sg) * kStrip;
+  const int qrow = row0 + frag_row(lane);
 
-  if (tid < 64) {
-    zs[tid] = 0.0f;
-  }
-  threadgroup_barrier(mem_flags::mem_threadgroup);
-  Frag zero;
-  simdgroup_load(zero, zs, 8, ulong2(0, 0), false);
-
-  Frag qf[BD / 8];
-  Frag dof[BD / 8];
+  TFrag qf[BD / 8];
+  TFrag dof[BD / 8];
   Frag dqf[BD / 8];
-  load_strip_frags<T, 2 * BK, BD>(qf, ks, q + qoff, q0, p.Nq, p.D, tid, sg);
-  load_strip_frags<T, 2 * BK, BD>(dof, ks, dout + qoff, q0, p.Nq, p.D, tid, sg);
-  strip_zero<BD>(dqf, zero);
+  Frag sf[BK / 8];
+  Frag dpf[BK / 8];
+  TFrag dsf[BK / 8];
+  load_strip_frags<T, BD>(qf, q + qoff, row0, p.Nq, p.D, lane);
+  load_strip_frags<T, BD>(dof, dout + qoff, row0, p.Nq, p.D, lane);
+  strip_zero<BD>(dqf);
   float l2 = 0.0f;
   float dl = 0.0f;
   if (qrow < p.Nq) {
@@ -98,21 +99,21 @@ template <typename T, int BQ, int BK, int BD>
   for (int k0 = 0; k0 < kend; k0 += BK) {
     load_tile<T, BK, BD>(ks, kb, k0, p.Nk, p.D, tid);
     load_tile<T, BK, BD>(vs, vb, k0, p.Nk, p.D, tid);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    strip_abt<BK / 8, BD>(s_strip, BK, qf, ks, zero);    // S = Q K^T
-    strip_abt<BK / 8, BD>(dp_strip, BK, dof, vs, zero);  // dP = dO V^T
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    dq_scores<BK>(s_strip, dp_strip, l2, dl, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    strip_pb<BK / 8, BD>(dqf, s_strip, BK, ks);          // dQ += dS K
-    threadgroup_barrier(mem_flags::mem_threadgroup);
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // K, V visible to every simdgroup
+    strip_abt<BK / 8, BD, T>(sf, qf, ks);    // S = Q K^T
+    strip_abt<BK / 8, BD, T>(dpf, dof, vs);  // dP = dO V^T
+    dq_scores<BK / 8>(sf, dpf, l2, dl, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
+    strip_to_operand<BK / 8>(dsf, sf);        // dS in the input dtype
+    strip_pb<BK / 8, BD, T>(dqf, dsf, ks);   // dQ += dS K
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // every simdgroup done reading K, V
   }
-  store_strip_frags<T, 2 * BK, BD>(dq + qoff, dqf, ks, q0, p.Nq, p.D, p.scale, tid, sg);
+  store_strip_frags<T, BD>(dq + qoff, dqf, row0, p.Nq, p.D, p.scale, lane);
 }
 
 // dK and dV for one 32-row K/V block. Q and dO blocks of BQ rows sit side by
-// side in threadgroup memory (that 2*BQ-row region also stages K, V, dK, dV).
+// side in threadgroup memory, with the block's LSE and Delta.
 template <typename T, int BQ, int BK, int BD>
+[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_bwd_dkv(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
                              const device T* v [[buffer(2)]], const device T* dout [[buffer(3)]],
                              const device float* lse [[buffer(4)]],
@@ -125,41 +126,37 @@ template <typename T, int BQ, int BK, int BD>
                              uint lane [[thread_index_in_simdgroup]]) {
   static_assert(BK == kOwnedRows, "the K/V block is one 8-row strip per simdgroup");
   static_assert(BQ % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
-  constexpr int kSmem = 2 * BQ * BD + 2 * BK * BQ + 2 * BQ + 64;
-  static_assert(kSmem * 4 <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
-  threadgroup float smem[kSmem];
-  threadgroup float* qs = smem;                 // Q block: BQ x BD
-  threadgroup float* dos = qs + BQ * BD;        // dO block: BQ x BD
-  threadgroup float* sts = dos + BQ * BD;       // S^T, then P^T: BK x BQ
-  threadgroup float* dpts = sts + BK * BQ;      // dP^T, then dS^T: BK x BQ
-  threadgroup float* l2s = dpts + BK * BQ;      // LSE (exp2 domain) of the BQ rows
-  threadgroup float* deltas = l2s + BQ;         // Delta of the BQ rows
-  threadgroup float* zs = deltas + BQ;          // 8x8 zeros
-  threadgroup float* st_strip = sts + int(sg) * kStrip * BQ;
-  threadgroup float* dpt_strip = dpts + int(sg) * kStrip * BQ;
+  typedef simdgroup_matrix<T, 8, 8> TFrag;  // operand fragment, input dtype
+  constexpr int LD = TileLd<T, BD>::value;
+  constexpr int kSmem = 2 * BQ * LD;
+  static_assert(kSmem * int(sizeof(T)) + 2 * BQ * 4 <= kMaxThreadgroupBytes,
+                "threadgroup memory over 32 KiB");
+  threadgroup T smem[kSmem];
+  threadgroup float stats[2 * BQ];
+  threadgroup T* qs = smem;                 // Q block: BQ x BD, row stride LD
+  threadgroup T* dos = qs + BQ * LD;        // dO block: BQ x BD, row stride LD
+  threadgroup float* l2s = stats;           // LSE (exp2 domain) of the BQ rows
+  threadgroup float* deltas = stats + BQ;   // Delta of the BQ rows
 
   const int k0 = (int(tgid.x) + p.group_x0) * BK;  // grid position: dispatch offset added
   const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
   const int koff = bh * p.Nk * p.D;
   const device T* qb = q + bh * p.Nq * p.D;
   const device T* dob = dout + bh * p.Nq * p.D;
-  const int krow = k0 + int(sg) * kStrip + int(lane) / 4;
+  const int row0 = k0 + int(sg) * kStrip;
+  const int krow = row0 + frag_row(lane);
 
-  if (tid < 64) {
-    zs[tid] = 0.0f;
-  }
-  threadgroup_barrier(mem_flags::mem_threadgroup);
-  Frag zero;
-  simdgroup_load(zero, zs, 8, ulong2(0, 0), false);
-
-  Frag kf[BD / 8];
-  Frag vf[BD / 8];
+  TFrag kf[BD / 8];
+  TFrag vf[BD / 8];
   Frag dkf[BD / 8];
   Frag dvf[BD / 8];
-  load_strip_frags<T, 2 * BQ, BD>(kf, qs, k + koff, k0, p.Nk, p.D, tid, sg);
-  load_strip_frags<T, 2 * BQ, BD>(vf, qs, v + koff, k0, p.Nk, p.D, tid, sg);
-  strip_zero<BD>(dkf, zero);
-  strip_zero<BD>(dvf, zero);
+  Frag stf[BQ / 8];
+  Frag dptf[BQ / 8];
+  TFrag opf[BQ / 8];  // P^T, then dS^T, in the input dtype
+  load_strip_frags<T, BD>(kf, k + koff, row0, p.Nk, p.D, lane);
+  load_strip_frags<T, BD>(vf, v + koff, row0, p.Nk, p.D, lane);
+  strip_zero<BD>(dkf);
+  strip_zero<BD>(dvf);
 
   // Causal: query rows i < k0 see no key of this block; start at the Q block holding row k0.
   const int qstart = p.causal != 0 ? (k0 / BQ) * BQ : 0;
@@ -171,19 +168,19 @@ template <typename T, int BQ, int BK, int BD>
       l2s[i] = in ? lse[bh * p.Nq + q0 + i] * kLog2e : 0.0f;
       deltas[i] = in ? delta[bh * p.Nq + q0 + i] : 0.0f;
     }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    strip_abt<BQ / 8, BD>(st_strip, BQ, kf, qs, zero);    // S^T = K Q^T
-    strip_abt<BQ / 8, BD>(dpt_strip, BQ, vf, dos, zero);  // dP^T = V dO^T
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    dkv_scores<BQ>(st_strip, dpt_strip, l2s, deltas, krow, q0, p.Nq, p.Nk, p.causal,
-                   p.scale_log2, lane);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    strip_pb<BQ / 8, BD>(dvf, st_strip, BQ, dos);   // dV += P^T dO
-    strip_pb<BQ / 8, BD>(dkf, dpt_strip, BQ, qs);   // dK += dS^T Q
-    threadgroup_barrier(mem_flags::mem_threadgroup);
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // Q, dO, LSE, Delta visible
+    strip_abt<BQ / 8, BD, T>(stf, kf, qs);     // S^T = K Q^T
+    strip_abt<BQ / 8, BD, T>(dptf, vf, dos);   // dP^T = V dO^T
+    dkv_scores<BQ / 8>(stf, dptf, l2s, deltas, krow, q0, p.Nq, p.Nk, p.causal, p.scale_log2,
+                       lane);
+    strip_to_operand<BQ / 8>(opf, stf);
+    strip_pb<BQ / 8, BD, T>(dvf, opf, dos);    // dV += P^T dO
+    strip_to_operand<BQ / 8>(opf, dptf);
+    strip_pb<BQ / 8, BD, T>(dkf, opf, qs);     // dK += dS^T Q
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // every simdgroup done reading the block
   }
-  store_strip_frags<T, 2 * BQ, BD>(dv + koff, dvf, qs, k0, p.Nk, p.D, 1.0f, tid, sg);
-  store_strip_frags<T, 2 * BQ, BD>(dk + koff, dkf, qs, k0, p.Nk, p.D, p.scale, tid, sg);
+  store_strip_frags<T, BD>(dv + koff, dvf, row0, p.Nk, p.D, 1.0f, lane);
+  store_strip_frags<T, BD>(dk + koff, dkf, row0, p.Nk, p.D, p.scale, lane);
 }
 
 // Instantiations: dtype x head-dim bucket (see host/select.h for the table).

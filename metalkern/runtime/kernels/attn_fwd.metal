@@ -1,14 +1,18 @@
 // attn_fwd.metal — FlashAttention-2 style forward pass.
 //
 // One threadgroup per (32-row Q block, head, batch): grid (ceil(Nq/32), H, B),
-// 128 threads. Each simdgroup keeps its 8 Q rows and its 8-row slice of the
-// O accumulator in simdgroup-matrix registers and streams K/V blocks of BK
-// rows through threadgroup memory:
-//   S = Q K^T (raw), online softmax in the exp2 domain (scale * log2 e folded
-//   in, running max starting at kMaskScore, never -inf), O = diag(alpha) O + P V.
+// 128 threads. Each simdgroup keeps its 8 Q rows, its 8-row slice of the O
+// accumulator and its 8 x BK score strip in simdgroup-matrix registers and
+// streams K/V blocks of BK rows through threadgroup memory (one shared tile of
+// the input dtype, rows padded by 16 bytes):
+//   S = Q K^T (raw, registers), online softmax in the exp2 domain on each
+//   lane's fragment elements (scale * log2 e folded in, running max starting
+//   at kMaskScore, never -inf; row max by shuffles), O *= alpha per lane,
+//   O += P V with P straight from registers (converted to the input dtype).
 // Outputs O (input dtype) and L = natural-log LSE per row (float32).
 // With the causal mask, K blocks that start after the block's last query row
 // are fully masked for every row and are not visited.
+// MMAs per simdgroup and K block: S (BK/8)(BD/8) + PV (BK/8)(BD/8), nothing else.
 #include <metal_stdlib>
 using namespace metal;
 
@@ -19,6 +23,7 @@ using namespace metal;
 #include "softmax.h"
 
 template <typename T, int BQ, int BK, int BD>
+[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_fwd(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
                          const device T* v [[buffer(2)]], device T* o [[buffer(3)]],
                          device float* lse [[buffer(4)]],
@@ -29,64 +34,51 @@ template <typename T, int BQ, int BK, int BD>
                          uint lane [[thread_index_in_simdgroup]]) {
   static_assert(BQ == kOwnedRows, "the Q block is one 8-row strip per simdgroup");
   static_assert(BK % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
-  constexpr int kSmem = BK * BD + BQ * BK + kSimdgroups * 64;
-  static_assert(kSmem * 4 <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
-  threadgroup float smem[kSmem];
-  threadgroup float* kv = smem;                       // K block, then V block: BK x BD
-  threadgroup float* sp = smem + BK * BD;             // scores, then P: BQ x BK
-  threadgroup float* diags = sp + BQ * BK;            // one 8x8 diagonal per simdgroup
-  threadgroup float* strip = sp + int(sg) * kStrip * BK;  // this simdgroup's S rows
-  threadgroup float* diag = diags + int(sg) * 64;
+  typedef simdgroup_matrix<T, 8, 8> TFrag;  // operand fragment, input dtype
+  constexpr int LD = TileLd<T, BD>::value;
+  constexpr int kSmem = BK * LD;
+  static_assert(kSmem * int(sizeof(T)) <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
+  threadgroup T kv[kSmem];  // K block, then V block: BK x BD, row stride LD
 
   const int q0 = (int(tgid.x) + p.group_x0) * BQ;  // grid position: dispatch offset added
   const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
-  const device T* qb = q + bh * p.Nq * p.D;
   const device T* kb = k + bh * p.Nk * p.D;
   const device T* vb = v + bh * p.Nk * p.D;
-  const int qrow = q0 + int(sg) * kStrip + int(lane) / 4;  // this lane's query row
+  const int row0 = q0 + int(sg) * kStrip;     // this simdgroup's first query row
+  const int qrow = row0 + frag_row(lane);     // this lane's query row
 
-  // Zero the diagonals (their off-diagonal entries stay zero) and take a zero fragment.
-  for (int i = int(tid); i < kSimdgroups * 64; i += kThreads) {
-    diags[i] = 0.0f;
-  }
-  threadgroup_barrier(mem_flags::mem_threadgroup);
-  Frag zero;
-  simdgroup_load(zero, diag, 8, ulong2(0, 0), false);
-
-  Frag qf[BD / 8];
+  TFrag qf[BD / 8];
   Frag of[BD / 8];
-  load_strip_frags<T, BK, BD>(qf, kv, qb, q0, p.Nq, p.D, tid, sg);
-  strip_zero<BD>(of, zero);
+  Frag sf[BK / 8];
+  TFrag pf[BK / 8];
+  load_strip_frags<T, BD>(qf, q + bh * p.Nq * p.D, row0, p.Nq, p.D, lane);
+  strip_zero<BD>(of);
   float m = kMaskScore;
-  float l = 0.0f;
+  float l = 0.0f;  // this lane's share of its row's running sum
 
   // Causal: keys j >= q0 + BQ are masked for every row of this block.
   const int kend = p.causal != 0 ? min(p.Nk, q0 + BQ) : p.Nk;
   for (int k0 = 0; k0 < kend; k0 += BK) {
-    // S = Q K^T for this simdgroup's rows.
     load_tile<T, BK, BD>(kv, kb, k0, p.Nk, p.D, tid);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    strip_abt<BK / 8, BD>(strip, BK, qf, kv, zero);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    // V replaces K while each simdgroup turns its scores into P.
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // K visible to every simdgroup
+    strip_abt<BK / 8, BD, T>(sf, qf, kv);            // S = Q K^T
+    const float alpha =
+        softmax_update<BK / 8>(sf, m, l, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
+    strip_scale<BD>(of, alpha);                       // O *= alpha, per lane
+    strip_to_operand<BK / 8>(pf, sf);                 // P in the input dtype
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // every simdgroup done reading K
     load_tile<T, BK, BD>(kv, vb, k0, p.Nk, p.D, tid);
-    softmax_update<BK>(strip, diag, m, l, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    // O = diag(alpha) O + P V.
-    strip_scale_rows<BD>(of, diag, zero);
-    strip_pb<BK / 8, BD>(of, strip, BK, kv);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // V visible
+    strip_pb<BK / 8, BD, T>(of, pf, kv);             // O += P V
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // every simdgroup done reading V
   }
 
   // O /= l; a row that saw no key (l == 0) gets O = 0 and L = -inf.
-  if (int(lane) % 4 == 0) {
-    diag[(int(lane) / 4) * 9] = l > 0.0f ? 1.0f / l : 0.0f;
-  }
-  threadgroup_barrier(mem_flags::mem_threadgroup);
-  strip_scale_rows<BD>(of, diag, zero);
-  store_strip_frags<T, BK, BD>(o + bh * p.Nq * p.D, of, kv, q0, p.Nq, p.D, 1.0f, tid, sg);
-  if (int(lane) % 4 == 0 && qrow < p.Nq) {
-    lse[bh * p.Nq + qrow] = l > 0.0f ? m * kLn2 + log(l) : -INFINITY;
+  const float lsum = row_sum(l);
+  store_strip_frags<T, BD>(o + bh * p.Nq * p.D, of, row0, p.Nq, p.D,
+                           lsum > 0.0f ? 1.0f / lsum : 0.0f, lane);
+  if (frag_row_leader(lane) && qrow < p.Nq) {
+    lse[bh * p.Nq + qrow] = lsum > 0.0f ? m * kLn2 + log(lsum) : -INFINITY;
   }
 }
 

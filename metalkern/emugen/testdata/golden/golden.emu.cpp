@@ -6,7 +6,7 @@ ORCHARD_EMU_USING
 #include <metal_stdlib>
 using namespace metal;
 struct P { int n; };
-template <typename T, int BQ, bool Causal = false>
+template <typename T, int BQ, bool Causal = false> [[max_total_threads_per_threadgroup(96)]]
 [[kernel]] void attn(
                      device const T* q [[buffer(0)]],
                      device T* o [[buffer(3)]],
@@ -16,7 +16,7 @@ template <typename T, int BQ, bool Causal = false>
   o[0] = q[0];
 }
 template                                           void attn<float, 32, true>(device const float* q [[buffer(0)]], device float* o [[buffer(3)]], const    P& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], ushort lane [[thread_index_in_simdgroup]]);
-kernel void plain(device float* out [[buffer(0)]], uint i [[thread_position_in_grid]]) { out[i] = 1; }
+[[max_total_threads_per_threadgroup(64)]] kernel void plain(device float* out [[buffer(0)]], uint i [[thread_position_in_grid]]) { out[i] = 1; }
 void helper(            float* t) { threadgroup_barrier(mem_flags::mem_threadgroup); }
 kernel void tg(device float* out [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {
   static constexpr ::orchard_emu::TgSite __orchard_tg_buf{"buf", __FILE__, __LINE__}; float (&buf)[64] = ::orchard_emu::tg_var<float[64]>(__orchard_tg_buf);
@@ -37,7 +37,7 @@ constexpr ::orchard_emu::ParamInfo orchard_params_0[] = {
     {::orchard_emu::ParamInfo::kBufferPtr, 0, "out", "device float*", "buffer(0)"},
     {::orchard_emu::ParamInfo::kBuiltin, -1, "i", "uint", "thread_position_in_grid"},
 };
-const ::orchard_emu::KernelEntry orchard_entry_0{"plain", "plain", "/k/golden.metal", 14, &orchard_run_0, orchard_params_0, 2};
+const ::orchard_emu::KernelEntry orchard_entry_0{"plain", "plain", "/k/golden.metal", 14, &orchard_run_0, orchard_params_0, 2, 64};
 const ::orchard_emu::Registrar orchard_reg_0{orchard_entry_0};
 
 // tg: tg (golden.metal:16)
@@ -66,6 +66,6 @@ constexpr ::orchard_emu::ParamInfo orchard_params_2[] = {
     {::orchard_emu::ParamInfo::kBuiltin, -1, "tgid", "uint3", "threadgroup_position_in_grid"},
     {::orchard_emu::ParamInfo::kBuiltin, -1, "lane", "ushort", "thread_index_in_simdgroup"},
 };
-const ::orchard_emu::KernelEntry orchard_entry_2{"attn_f32_bq32", "attn<float, 32, true>", "/k/golden.metal", 13, &orchard_run_2, orchard_params_2, 5};
+const ::orchard_emu::KernelEntry orchard_entry_2{"attn_f32_bq32", "attn<float, 32, true>", "/k/golden.metal", 13, &orchard_run_2, orchard_params_2, 5, 96};
 const ::orchard_emu::Registrar orchard_reg_2{orchard_entry_2};
 }  // namespace

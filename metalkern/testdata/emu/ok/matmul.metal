@@ -7,7 +7,7 @@ using namespace metal;
 #include "tile.h"
 
 template <typename T, int BM, int BN, int BK>
-[[kernel]] void matmul(device const T* a [[buffer(0)]], device const T* b [[buffer(1)]],
+[[kernel, max_total_threads_per_threadgroup(128)]] void matmul(device const T* a [[buffer(0)]], device const T* b [[buffer(1)]],
                        device float* c [[buffer(2)]], constant MatmulParams& p [[buffer(3)]],
                        uint2 tgid [[threadgroup_position_in_grid]],
                        uint tid [[thread_index_in_threadgroup]],

@@ -74,6 +74,7 @@ struct KernelEntry {
   void (*run)(const Launch&, const ThreadCtx&);
   const ParamInfo* params;
   int nparams;
+  int max_threads = 0;  // [[max_total_threads_per_threadgroup(n)]]; 0 = none (the device limit)
 };
 
 void register_kernel(const KernelEntry& e);
