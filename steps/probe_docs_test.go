@@ -75,7 +75,8 @@ func TestProbeHintsDocumented(t *testing.T) {
 	add(p.CXX(ctx))
 
 	// PyTorch hints (optional).
-	texts = append(texts, "python3 -m pip install 'torch>="+MinTorch+"'", "python3 -m pip install -U 'torch>="+MinTorch+"'")
+	texts = append(texts, "python3 -m pip install 'torch>="+MinTorch+"'", "python3 -m pip install -U 'torch>="+MinTorch+"'",
+		"python3 -m pip install -U 'torch>="+MinTorchMPS+"'")
 
 	// Backend reasons.
 	for _, setup := range []func(*testing.T, *fakeMac){paravirtual, xcode26NoToolchain} {

@@ -118,9 +118,13 @@ func (p *Prober) Torch(ctx context.Context) ProbeResult {
 		}
 		r.Check.Evidence = append(r.Check.Evidence, "found: torch "+t.Version, "required: >= "+MinTorch, mps)
 		if ok, err := VersionAtLeast(t.Version, MinTorch); err != nil || !ok {
-			r.Check.Status, r.Reason = checks.Warn, fmt.Sprintf("torch %s is older than %s", t.Version, MinTorch)
+			r.Check.Status, r.Reason = checks.Warn, fmt.Sprintf("torch %s is older than %s (orchard_ops needs %s)", t.Version, MinTorch, MinTorch)
 			r.Check.Evidence = append([]string{r.Reason}, r.Check.Evidence...)
 			r.Check.Hint = "optional: python3 -m pip install -U 'torch>=" + MinTorch + "'"
+		} else if ok, err := VersionAtLeast(t.Version, MinTorchMPS); p.GOOS == "darwin" && (err != nil || !ok) {
+			r.Check.Status, r.Reason = checks.Warn, fmt.Sprintf("torch %s is older than %s: orchard_ops runs on CPU tensors only (its MPS ops need %s)", t.Version, MinTorchMPS, MinTorchMPS)
+			r.Check.Evidence = append([]string{r.Reason}, r.Check.Evidence...)
+			r.Check.Hint = "optional: python3 -m pip install -U 'torch>=" + MinTorchMPS + "'"
 		}
 		return r
 	})

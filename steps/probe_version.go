@@ -18,8 +18,11 @@ const (
 	// MinXcode: the kernels are compiled with -std=metal3.0 and the host
 	// with C++20 <source_location>; Apple clang has both from Xcode 15.
 	MinXcode = "15.0"
-	// MinTorch: PyTorch 2.1 (optional comparison only).
-	MinTorch = "2.1"
+	// MinTorch: the oldest PyTorch orchard_ops supports (MinTorchOps, the
+	// CPU path); MinTorchMPS: the oldest whose MPS the op library can encode
+	// on (MPSStream::commandEncoder, torch 2.0).
+	MinTorch    = MinTorchOps
+	MinTorchMPS = "2.0"
 )
 
 var (
