@@ -333,8 +333,8 @@ func TestCountersRunnerAttention(t *testing.T) {
 			if !c.causal && (fwdMMA < 2*ideal || bwdMMA < 7*ideal) { // no kernel can do less than the ideal
 				t.Errorf("below the ideal: fwd %d (ideal %d), bwd %d (ideal %d)", fwdMMA, 2*ideal, bwdMMA, 7*ideal)
 			}
-			table = append(table, tableRows(c, st.Passes, ideal)...)
-			if !variants {
+			if !variants { // a -counters-table shape: its rows of the table, one run
+				table = append(table, tableRows(c, st.Passes, ideal)...)
 				return
 			}
 			// The same counts in threads mode, with one worker, and split into
