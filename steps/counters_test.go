@@ -113,121 +113,117 @@ func tiles(t *testing.T, kernel string) (bq, bk, bd int) {
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // wantCounters derives each pass's counts from the kernels' loop structure
-// (kernels/attn_fwd.metal, attn_bwd.metal, mma.h, loader.h), per (batch,
-// head), for non-causal shapes whose Nq and Nk are multiples of 32 and D of
-// the kernel's bd (so no tile is partial):
-//   - every kernel runs 4 simdgroups, one 8-row strip each, with nb = bd/8
-//     fragments per strip row;
-//   - fwd, per K block of bk rows: S = Q K^T is (bk/8)·nb MMAs, the
-//     diag(alpha) rescale nb, O += P V (bk/8)·nb; then one more rescale by
-//     1/l (nb);
-//   - dQ, per K block: S and dP (2·(bk/8)·nb), dQ += dS K ((bk/8)·nb);
-//   - dK/dV, per Q block of bq rows: S^T and dP^T (2·(bq/8)·nb), dV and dK
-//     (2·(bq/8)·nb);
-//   - barriers: load_strip_frags / store_strip_frags make 2 per staging round
-//     plus 1 (rounds = 32 / min(capacity, 32)); each block 4; fwd 2 more
-//     (zeroing the diagonals, the 1/l diagonal), dQ/dK/dV 1 (zeros);
-//   - device bytes: each tensor element read or written once per threadgroup
-//     that loads it (K and V by every Q block in fwd/dQ, Q and dO by every K
-//     block in dK/dV), LSE/Delta as the kernels index them;
-//   - threadgroup traffic: each pass's tile writes, fragment loads and
-//     stores and scalar score accesses, itemised at each case below.
-//
-// Causal shapes: MMAs and barriers from the visited blocks; the rest is
-// checked for determinism only.
+// (kernels/attn_fwd.metal, attn_bwd.metal, loader.h, mma.h, softmax.h), for
+// any shape, causal or not (es is the input dtype's size, nb = bd/8):
+//   - every kernel runs 4 simdgroups, one 8-row strip of the 32-row owned
+//     block each; no simdgroup skips work past N (padded rows and columns
+//     are zeros), so MMAs, fragment loads and tile writes count whole
+//     strips and blocks;
+//   - the blocks visited: fwd and dQ every K block of bk rows (causal: the
+//     ones starting below min(Nk, q0 + 32)), dK/dV every Q block of bq
+//     rows (causal: from the one holding row k0);
+//   - MMAs per simdgroup and streamed block of b rows (strip_abt and
+//     strip_pb, (b/8)·nb each): fwd 2 (S, P V), dQ 3 (S, dP, dS K), dK/dV 4
+//     (S^T, dP^T, P^T dO, dS^T Q); S, P, dP, dS stay in registers, nothing
+//     else multiplies;
+//   - barriers: fwd 4 per block (K, then V, each written and read), dQ and
+//     dK/dV 2; none outside the block loops (owned strips go straight
+//     between device memory and registers);
+//   - threadgroup_bytes: the tiles of the input dtype with rows padded by
+//     16 bytes (ld = bd + 16/es): fwd bk·ld, dQ 2·bk·ld, dK/dV 2·bq·ld plus
+//     the block's LSE and Delta (2·bq floats);
+//   - threadgroup traffic per block: each streamed tile written in full,
+//     b·bd·es bytes (load_tile's packed 4-element stores on interior tiles
+//     and its guarded element stores on edge tiles write the same bytes;
+//     the row padding is never touched), and every fragment load of the
+//     products, 64·es bytes (32 lanes, 2 elements each); dK/dV also writes
+//     the bq LSE and Delta floats and dkv_scores reads Delta for each of
+//     the owned block's 32·bq scores, LSE only for the visible ones;
+//   - device bytes: the owned strips read and the outputs written once per
+//     element inside [N, D] (per lane, guarded); each visited tile's rows
+//     present times D elements (a packed load reads the same bytes as the
+//     guarded ones), once per threadgroup; LSE and Delta as the kernels
+//     index them.
 func wantCounters(t *testing.T, c countersCase, p metalkern.Pass) metalkern.Counters {
 	t.Helper()
-	bh := c.B * c.H
 	es := c.dtype.Size()
-	w := metalkern.Counters{Dispatches: int64(p.Dispatches)}
-	rounds := func(capacity int) int { return 32 / min(capacity, 32) }
+	frag := 64 * es                                                              // one simdgroup_load of a T fragment
+	rows := func(start, n, total int) int { return max(0, min(n, total-start)) } // rows of a block that exist
+	var mma, tgBytes, traffic, device, barriers int
 	switch p.Pass {
 	case "fwd":
 		bq, bk, bd := tiles(t, p.Kernel)
-		nb, groups, kb := bd/8, ceilDiv(c.Nq, bq), ceilDiv(c.Nk, bk)
-		if c.causal { // group g visits the K blocks below min(Nk, (g+1)·bq)
-			for g := 0; g < groups; g++ {
-				w.SimdgroupMMA += int64(bh * 4 * (ceilDiv(min(c.Nk, (g+1)*bq), bk)*(2*(bk/8)*nb+nb) + nb))
+		nb := bd / 8
+		tgBytes = es * bk * (bd + 16/es)
+		for q0 := 0; q0 < c.Nq; q0 += bq {
+			kend, blocks := c.Nk, 0
+			if c.causal {
+				kend = min(c.Nk, q0+bq)
 			}
-			w.Barriers = int64(2 + 2*(2*rounds(bk)+1) + 4*ceilDiv(min(c.Nk, groups*bq), bk))
-			return w
+			for k0 := 0; k0 < kend; k0 += bk {
+				blocks++
+				mma += 4 * 2 * (bk / 8) * nb                // S = Q K^T, O += P V
+				traffic += 2*bk*bd*es + 4*2*(bk/8)*nb*frag  // K and V tiles; their fragments
+				device += 2 * rows(k0, bk, c.Nk) * c.D * es // K and V
+			}
+			barriers = max(barriers, 4*blocks)
 		}
-		w.SimdgroupMMA = int64(bh * groups * 4 * (kb*(2*(bk/8)*nb+nb) + nb))
-		w.ThreadgroupBytes = int64(4 * (bk*bd + bq*bk + 4*64))
-		r := rounds(bk)
-		w.Barriers = int64(2 + 2*(2*r+1) + 4*kb)
-		w.DeviceBytes = int64(bh * (es*(2*c.Nq*c.D+2*groups*c.Nk*c.D) + 4*c.Nq))
-		// Threadgroup traffic per group (float tiles, 4 bytes an element;
-		// an 8x8 fragment load or store is 256 bytes): zeroing the diagonals
-		// and the zero fragment; the Q strip staged (load_tile writes
-		// 32·bd, each simdgroup loads nb fragments); per K block the K and V
-		// tiles written (bk·bd each), S = Q K^T ((bk/8)·nb fragment loads
-		// and bk/8 stores per simdgroup), the softmax (every lane reads and
-		// writes each of its bk/4 scores twice, 8 diagonal entries per
-		// simdgroup), the rescale's diagonal load, P V ((bk/8)·(1 + nb)
-		// loads); then the 1/l diagonal (32 writes, 4 loads), nb stores per
-		// simdgroup and store_tile's 32·D reads.
-		perBlock := 4*bk*bd + 4*((bk/8)*nb+bk/8)*256 + 4*bk*bd + 128*(bk/4)*4*4 + 32*4 + 4*256 + 4*(bk/8)*(1+nb)*256
-		perGroup := 64*4*4 + 4*256 + 32*bd*4 + 4*nb*256 + kb*perBlock + 32*4 + 4*256 + 4*nb*256 + 32*c.D*4
-		w.ThreadgroupTrafficBytes = int64(bh * groups * perGroup)
+		device += 2*c.Nq*c.D*es + 4*c.Nq // Q read, O written, LSE by each row's leader lane
 	case "bwd_pre":
-		w.DeviceBytes = int64(bh * (es*2*c.Nq*c.D + 4*c.Nq))
-		w.ThreadgroupTrafficBytes = 0
+		device = 2*c.Nq*c.D*es + 4*c.Nq // O and dO read, Delta written by lane 0
 	case "bwd_dq":
 		bq, bk, bd := tiles(t, p.Kernel)
-		nb, groups, kb := bd/8, ceilDiv(c.Nq, bq), ceilDiv(c.Nk, bk)
-		if c.causal {
-			for g := 0; g < groups; g++ {
-				w.SimdgroupMMA += int64(bh * 4 * ceilDiv(min(c.Nk, (g+1)*bq), bk) * 3 * (bk / 8) * nb)
+		nb := bd / 8
+		tgBytes = es * 2 * bk * (bd + 16/es)
+		for q0 := 0; q0 < c.Nq; q0 += bq {
+			kend, blocks := c.Nk, 0
+			if c.causal {
+				kend = min(c.Nk, q0+bq)
 			}
-			w.Barriers = int64(1 + 3*(2*rounds(2*bk)+1) + 4*ceilDiv(min(c.Nk, groups*bq), bk))
-			return w
+			for k0 := 0; k0 < kend; k0 += bk {
+				blocks++
+				mma += 4 * 3 * (bk / 8) * nb // S, dP, dQ += dS K
+				traffic += 2*bk*bd*es + 4*3*(bk/8)*nb*frag
+				device += 2 * rows(k0, bk, c.Nk) * c.D * es
+			}
+			barriers = max(barriers, 2*blocks)
 		}
-		w.SimdgroupMMA = int64(bh * groups * 4 * kb * 3 * (bk / 8) * nb)
-		w.ThreadgroupBytes = int64(4 * (2*bk*bd + 2*bq*bk + 64))
-		r := rounds(2 * bk)
-		w.Barriers = int64(1 + 3*(2*r+1) + 4*kb)
-		// Every lane reads its row's LSE and Delta: 4 lanes x 8 bytes per row.
-		w.DeviceBytes = int64(bh * (es*(3*c.Nq*c.D+2*groups*c.Nk*c.D) + 32*c.Nq))
-		// Per group: the zeros (64 writes, 4 fragment loads); Q and dO staged
-		// (32·bd writes and nb fragment loads per simdgroup each); per K block
-		// the K and V tiles, S and dP (as in fwd), dq_scores (every lane reads
-		// S and dP and writes dS for each of its bk/4 columns), dQ += dS K; dQ
-		// stored (nb fragment stores per simdgroup, 32·D reads).
-		stage := 32*bd*4 + 4*nb*256
-		abt := 4 * ((bk/8)*nb + bk/8) * 256
-		perBlock := 2*bk*bd*4 + 2*abt + 128*(bk/4)*3*4 + 4*(bk/8)*(1+nb)*256
-		w.ThreadgroupTrafficBytes = int64(bh * groups * (64*4 + 4*256 + 2*stage + kb*perBlock + 4*nb*256 + 32*c.D*4))
+		// Q and dO read, dQ written; all 4 lanes of a row read its LSE and Delta.
+		device += 3*c.Nq*c.D*es + 4*8*c.Nq
 	case "bwd_dkv":
 		bq, bk, bd := tiles(t, p.Kernel)
-		nb, groups, qb := bd/8, ceilDiv(c.Nk, bk), ceilDiv(c.Nq, bq)
-		if c.causal { // group g starts at the Q block holding row g·bk
-			maxQB := 0
-			for g := 0; g < groups; g++ {
-				n := ceilDiv(c.Nq-(g*bk/bq)*bq, bq)
-				w.SimdgroupMMA += int64(bh * 4 * n * 4 * (bq / 8) * nb)
-				maxQB = max(maxQB, n)
+		nb := bd / 8
+		tgBytes = es*2*bq*(bd+16/es) + 4*2*bq
+		for k0 := 0; k0 < c.Nk; k0 += bk {
+			qstart, blocks := 0, 0
+			if c.causal {
+				qstart = k0 / bq * bq
 			}
-			w.Barriers = int64(1 + 4*(2*rounds(2*bq)+1) + 4*maxQB)
-			return w
+			for q0 := qstart; q0 < c.Nq; q0 += bq {
+				blocks++
+				mma += 4 * 4 * (bq / 8) * nb // S^T, dP^T, dV += P^T dO, dK += dS^T Q
+				visible := 0                 // (key, query) pairs of the block that attn_visible passes
+				for i := k0; i < min(k0+bk, c.Nk); i++ {
+					for j := q0; j < min(q0+bq, c.Nq); j++ {
+						if !c.causal || i <= j {
+							visible++
+						}
+					}
+				}
+				traffic += 2*bq*bd*es + 4*4*(bq/8)*nb*frag + 4*2*bq + 4*bk*bq + 4*visible
+				n := rows(q0, bq, c.Nq)
+				device += 2*n*c.D*es + 8*n // Q and dO; the LSE and Delta of the rows present
+			}
+			barriers = max(barriers, 2*blocks)
 		}
-		w.SimdgroupMMA = int64(bh * groups * 4 * qb * 4 * (bq / 8) * nb)
-		w.ThreadgroupBytes = int64(4 * (2*bq*bd + 2*bk*bq + 2*bq + 64))
-		r := rounds(2 * bq)
-		w.Barriers = int64(1 + 4*(2*r+1) + 4*qb)
-		w.DeviceBytes = int64(bh * (es*(4*c.Nk*c.D+2*groups*c.Nq*c.D) + 8*groups*c.Nq))
-		// Per group: the zeros; K and V staged; per Q block the Q and dO
-		// tiles, bq LSE and Delta writes, S^T and dP^T, dkv_scores (every
-		// lane reads S^T, its LSE, dP^T and Delta and writes P^T and dS^T for
-		// each of its bq/4 columns), dV and dK; dV and dK stored.
-		stage := 32*bd*4 + 4*nb*256
-		abt := 4 * ((bq/8)*nb + bq/8) * 256
-		perBlock := 2*bq*bd*4 + 2*bq*4 + 2*abt + 128*(bq/4)*6*4 + 2*4*(bq/8)*(1+nb)*256
-		w.ThreadgroupTrafficBytes = int64(bh * groups * (64*4 + 4*256 + 2*stage + qb*perBlock + 2*(4*nb*256+32*c.D*4)))
+		device += 4 * c.Nk * c.D * es // K and V read, dK and dV written
 	default:
 		t.Fatalf("unknown pass %q", p.Pass)
 	}
-	return w
+	bh := int64(c.B * c.H)
+	return metalkern.Counters{SimdgroupMMA: bh * int64(mma), ThreadgroupBytes: int64(tgBytes),
+		ThreadgroupTrafficBytes: bh * int64(traffic), DeviceBytes: bh * int64(device), Barriers: int64(barriers),
+		Dispatches: int64(p.Dispatches)}
 }
 
 // The real attention kernels on the counting runner that CountersRunner
@@ -285,7 +281,11 @@ func TestCountersRunnerAttention(t *testing.T) {
 		{2, 1, 32, 32, 256, npy.Float16, false},
 		{1, 1, 32, 32, 32, npy.Float32, false},
 		{1, 1, 96, 80, 128, npy.Float32, true},
+		// Edge tiles everywhere (guarded element loads): D below its bucket, ragged Nq and Nk.
+		{1, 1, 40, 72, 48, npy.Float16, false},
+		{1, 1, 72, 40, 64, npy.Float32, true},
 	}
+	base := len(cases)
 	var table []string
 	variants := true
 	if *countersTable != "" {
@@ -301,7 +301,7 @@ func TestCountersRunnerAttention(t *testing.T) {
 		}
 	}
 	for i, c := range cases {
-		variants = i < 6 // the table's shapes run once
+		variants = i < base // the table's shapes run once
 		t.Run(c.String(), func(t *testing.T) {
 			req := writeCountersInputs(t, t.TempDir(), c)
 			st, err := r.Run(ctx, ex, req)
@@ -316,12 +316,7 @@ func TestCountersRunnerAttention(t *testing.T) {
 				if p.Counters == nil {
 					t.Fatalf("pass %s has no counters", p.Pass)
 				}
-				want := wantCounters(t, c, p)
-				got := *p.Counters
-				if c.causal && p.Pass != "bwd_pre" { // MMAs and barriers derived; the rest checked for determinism
-					want.ThreadgroupBytes, want.ThreadgroupTrafficBytes, want.DeviceBytes =
-						got.ThreadgroupBytes, got.ThreadgroupTrafficBytes, got.DeviceBytes
-				}
+				want, got := wantCounters(t, c, p), *p.Counters
 				if got != want {
 					t.Errorf("%s (%s): counters %+v, want %+v", p.Pass, p.Kernel, got, want)
 				}
@@ -338,8 +333,8 @@ func TestCountersRunnerAttention(t *testing.T) {
 			if !c.causal && (fwdMMA < 2*ideal || bwdMMA < 7*ideal) { // no kernel can do less than the ideal
 				t.Errorf("below the ideal: fwd %d (ideal %d), bwd %d (ideal %d)", fwdMMA, 2*ideal, bwdMMA, 7*ideal)
 			}
-			table = append(table, tableRows(c, st.Passes, ideal)...)
-			if !variants {
+			if !variants { // a -counters-table shape: its rows of the table, one run
+				table = append(table, tableRows(c, st.Passes, ideal)...)
 				return
 			}
 			// The same counts in threads mode, with one worker, and split into
@@ -375,12 +370,12 @@ func TestCountersRunnerAttention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const anchor = "return 4u * size_t(t.bk * t.bd + t.bq * t.bk + 4 * 64);"
-	if !strings.Contains(string(text), anchor) {
-		t.Fatalf("select.h has no %q", anchor)
+	const anchor = "return es * size_t(t.bk) * ld;" // the forward's
+	if strings.Count(string(text), anchor) != 1 {
+		t.Fatalf("select.h has no single %q", anchor)
 	}
 	if err := os.WriteFile(sel, []byte(strings.Replace(string(text), anchor,
-		"return 4u * size_t(t.bk * t.bd + t.bq * t.bk + 4 * 64 + 1);", 1)), 0o644); err != nil {
+		"return es * size_t(t.bk) * ld + 1;", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b3 := &Build{Source: src, Toolchain: &ToolchainStep{Prober: NewProber(getenv)}}
@@ -389,10 +384,12 @@ func TestCountersRunnerAttention(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := cases[1]
+	const fwd = "attn_fwd_f16_bq32_bk32_bd64"
+	tg := wantCounters(t, c, metalkern.Pass{Pass: "fwd", Kernel: fwd}).ThreadgroupBytes
 	_, err = metalkern.Runner{Path: bin3}.Run(ctx, ex, writeCountersInputs(t, t.TempDir(), c))
 	var ee *ExecError
-	if !errors.As(err, &ee) || !strings.Contains(ee.LastLine(), "kernel attn_fwd_f16_bq32_bk32_bd64 declares 13312 bytes of "+
-		"threadgroup memory but select.h's threadgroup_bytes() says 13316: make them agree") {
+	if !errors.As(err, &ee) || !strings.Contains(ee.LastLine(), fmt.Sprintf("kernel %s declares %d bytes of "+
+		"threadgroup memory but select.h's threadgroup_bytes() says %d: make them agree", fwd, tg, tg+1)) {
 		t.Fatalf("mismatched select.h: %v", err)
 	}
 	if *countersTable != "" {
