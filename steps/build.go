@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/orchardkit/orchard/metalkern"
@@ -78,6 +79,13 @@ func (b *Build) SourceID() string {
 		return b.Source.Dir
 	}
 	return "embedded"
+}
+
+// runnerFile: the runtime files the runner's build reads (everything but
+// the PyTorch op library's torch/ and python/, which only the torch steps
+// read: editing the pytest suite must not rebuild the runner).
+func runnerFile(p string) bool {
+	return !strings.HasPrefix(p, "torch/") && !strings.HasPrefix(p, "python/")
 }
 
 // sourceFiles hashes each runtime file that filter accepts (nil: all), by

@@ -70,10 +70,10 @@ func (s *CountersStep) outputs(sc *Context) CountersOut {
 	return CountersOut{Runner: filepath.Join(s.tree(sc).Dir, CountersRunnerName), GenDir: s.genDir(sc)}
 }
 
-// Key: the whole runtime file by file (kernels, shim, host, CMake), the
+// Key: the runtime but torch/ and python/ file by file (kernels, shim, host, CMake), the
 // tools, the commands and the environment CMake's configure reads.
 func (s *CountersStep) Key(sc *Context) (KeyInputs, error) {
-	files, err := s.B.sourceFiles(nil)
+	files, err := s.B.sourceFiles(runnerFile)
 	if err != nil {
 		return KeyInputs{}, err
 	}

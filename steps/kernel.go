@@ -90,11 +90,11 @@ func (s *KernelStep) outputs(sc *Context) KernelOut {
 	return o
 }
 
-// Key: the whole runtime (hosts, launcher, CMake files) file by file, the
+// Key: the runtime but torch/ and python/ (hosts, launcher, CMake files) file by file, the
 // generated translation units, the tools, the build configuration and the
 // environment CMake's configure reads.
 func (s *KernelStep) Key(sc *Context) (KeyInputs, error) {
-	files, err := s.B.sourceFiles(nil)
+	files, err := s.B.sourceFiles(runnerFile)
 	if err != nil {
 		return KeyInputs{}, err
 	}

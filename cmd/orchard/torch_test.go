@@ -137,7 +137,8 @@ func TestTorchSteps(t *testing.T) {
 	if code != exitFailed || c.Status != checks.Fail || !strings.Contains(strings.Join(c.Evidence, "\n"), wantName) {
 		t.Fatalf("rebuild with a failing test: exit %d, torch-smoke %s %q", code, c.Status, c.Evidence)
 	}
-	if !stepByName(r, "torch-extension").Cached || !stepByName(r, "torch-import").Cached || stepByName(r, "torch-smoke").Cached {
+	if !stepByName(r, "kernel").Cached || !stepByName(r, "smoke").Cached || !stepByName(r, "torch-extension").Cached ||
+		!stepByName(r, "torch-import").Cached || stepByName(r, "torch-smoke").Cached {
 		t.Errorf("a new test reran more or less than torch-smoke: %+v", r.Steps)
 	}
 	r, code, _ = runJSONEnv(t, env, append([]string{"verify"}, target...)...)
