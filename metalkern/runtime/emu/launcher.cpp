@@ -84,19 +84,12 @@ constexpr LaneAt kLaneAt = make_lane_at();
 typedef float F4 __attribute__((vector_size(16)));
 }  // namespace
 
-void mma_combine_f32(unsigned char* slots, unsigned width) {
-  if (width != kSimdWidth) return;  // every lane reports it (see metal::detail::sg_mma)
-  // Gather A, B, C (row-major 8x8) from the lanes' slots with Apple's layout.
-  alignas(16) float m[3][64];
-  for (unsigned l = 0; l < kSimdWidth; ++l) {
-    const unsigned char* e = slots + l * kSlotBytes;
-    unsigned at = kLaneAt.at[l];
-    std::memcpy(&m[0][at], e, 8);
-    std::memcpy(&m[1][at], e + 8, 8);
-    std::memcpy(&m[2][at], e + 16, 8);
-  }
-  // D(r, c) = C(r, c) + A(r, 0) B(0, c) + ... + A(r, 7) B(7, c), in that
-  // order, one multiply and one add per term (4 columns per vector op).
+namespace {
+// D = A * B + C on row-major 8x8 floats m[0] = A, m[1] = B, m[2] = C; each
+// lane's two elements of D go to bytes 24..31 of its slot.
+// D(r, c) = C(r, c) + A(r, 0) B(0, c) + ... + A(r, 7) B(7, c), in that
+// order, one multiply and one add per term (4 columns per vector op).
+inline void mma_product(const float (&m)[3][64], unsigned char* slots) {
   alignas(16) float d[64];
   for (int r = 0; r < 8; ++r) {
     F4 lo, hi;
@@ -114,6 +107,41 @@ void mma_combine_f32(unsigned char* slots, unsigned width) {
     std::memcpy(&d[r * 8 + 4], &hi, 16);
   }
   for (unsigned l = 0; l < kSimdWidth; ++l) std::memcpy(slots + l * kSlotBytes + 24, &d[kLaneAt.at[l]], 8);
+}
+}  // namespace
+
+void mma_combine_f32(unsigned char* slots, unsigned width) {
+  if (width != kSimdWidth) return;  // every lane reports it (see metal::detail::sg_mma)
+  // Gather A, B, C (row-major 8x8) from the lanes' slots with Apple's layout.
+  alignas(16) float m[3][64];
+  for (unsigned l = 0; l < kSimdWidth; ++l) {
+    const unsigned char* e = slots + l * kSlotBytes;
+    unsigned at = kLaneAt.at[l];
+    std::memcpy(&m[0][at], e, 8);
+    std::memcpy(&m[1][at], e + 8, 8);
+    std::memcpy(&m[2][at], e + 16, 8);
+  }
+  mma_product(m, slots);
+}
+
+void mma_combine_f16(unsigned char* slots, unsigned width) {
+  if (width != kSimdWidth) return;
+  // Gather the raw halves of A and B and C's floats, then widen A and B:
+  // 128 conversions per product, in one vectorised loop.
+  alignas(16) std::uint16_t h[2][64];
+  alignas(16) float m[3][64];
+  for (unsigned l = 0; l < kSimdWidth; ++l) {
+    const unsigned char* e = slots + l * kSlotBytes;
+    unsigned at = kLaneAt.at[l];
+    std::memcpy(&h[0][at], e, 4);
+    std::memcpy(&h[1][at], e + 4, 4);
+    std::memcpy(&m[2][at], e + 8, 8);
+  }
+  for (int i = 0; i < 64; ++i) {
+    m[0][i] = half_bits_to_float(h[0][i]);
+    m[1][i] = half_bits_to_float(h[1][i]);
+  }
+  mma_product(m, slots);
 }
 
 void* tg_alloc(const TgSite& s, std::size_t size, std::size_t align) { return group_of(ctx()).tg_alloc(s, size, align); }
