@@ -1,7 +1,8 @@
 package metalkern
 
 // Benchmarks of the emu runner next to BenchmarkReferenceForward (the float64
-// Go reference): the same shape, B=1 H=1 N=256 D=64 float32, non-causal.
+// Go reference): the same shape, B=1 H=1 N=256 D=64, non-causal (float32,
+// the goal's case, and float16).
 // They build the real runner once (shared with runlog_test.go's full build)
 // and time what the runner itself reports as `ms`: the dispatch calls only,
 // without process start-up or .npy I/O (docs/runtime.md). docs/perf.md has
@@ -42,7 +43,8 @@ func emuBenchRunner(b *testing.B) string {
 }
 
 // BenchmarkEmuForward: the runner's `ms` for one forward dispatch, fibers
-// mode, with 1 worker and with the default (one per core).
+// mode, float32 and float16 inputs (the same values), with 1 worker and with
+// the default (one per core).
 //
 //	go test -run '^$' -bench 'EmuForward|ReferenceForward' -benchtime 20x ./metalkern/ ./metalkern/reference/
 func BenchmarkEmuForward(b *testing.B) {
@@ -50,32 +52,41 @@ func BenchmarkEmuForward(b *testing.B) {
 	s := reference.Shape{B: 1, H: 1, Nq: 256, Nk: 256, D: 64}
 	dir := b.TempDir()
 	rng := rand.New(rand.NewPCG(1, 1))
-	args := []string{"run", "--mode", "fibers", "--out", filepath.Join(dir, "out")}
+	vals := map[string][]float32{}
 	for _, name := range []string{"q", "k", "v"} {
-		p := filepath.Join(dir, name+".npy")
-		if err := npy.Write(p, &npy.Array{Shape: []int{s.B, s.H, s.Nq, s.D}, DType: npy.Float32, Data: reference.RandNormal(rng, s.QLen())}); err != nil {
-			b.Fatal(err)
-		}
-		args = append(args, "--"+name, p)
+		vals[name] = reference.RandNormal(rng, s.QLen())
 	}
-	for _, workers := range []int{1, 0} {
-		name := "workers=default"
-		a := args
-		if workers > 0 {
-			name = fmt.Sprintf("workers=%d", workers)
-			a = append(append([]string{}, args...), "--workers", fmt.Sprint(workers))
-		}
-		b.Run(name, func(b *testing.B) {
-			var sum float64
-			lo := math.Inf(1)
-			for b.Loop() {
-				ms := emuBenchRun(b, bin, a)
-				sum += ms
-				lo = min(lo, ms)
+	for _, dt := range []struct {
+		name string
+		npy  npy.DType
+	}{{"f32", npy.Float32}, {"f16", npy.Float16}} {
+		args := []string{"run", "--mode", "fibers", "--out", filepath.Join(dir, "out-"+dt.name)}
+		for _, name := range []string{"q", "k", "v"} {
+			p := filepath.Join(dir, name+"-"+dt.name+".npy")
+			if err := npy.Write(p, &npy.Array{Shape: []int{s.B, s.H, s.Nq, s.D}, DType: dt.npy, Data: vals[name]}); err != nil {
+				b.Fatal(err)
 			}
-			b.ReportMetric(sum/float64(b.N), "runner-ms/op")
-			b.ReportMetric(lo, "min-runner-ms")
-		})
+			args = append(args, "--"+name, p)
+		}
+		for _, workers := range []int{1, 0} {
+			name := dt.name + "/workers=default"
+			a := args
+			if workers > 0 {
+				name = fmt.Sprintf("%s/workers=%d", dt.name, workers)
+				a = append(append([]string{}, args...), "--workers", fmt.Sprint(workers))
+			}
+			b.Run(name, func(b *testing.B) {
+				var sum float64
+				lo := math.Inf(1)
+				for b.Loop() {
+					ms := emuBenchRun(b, bin, a)
+					sum += ms
+					lo = min(lo, ms)
+				}
+				b.ReportMetric(sum/float64(b.N), "runner-ms/op")
+				b.ReportMetric(lo, "min-runner-ms")
+			})
+		}
 	}
 }
 

@@ -138,6 +138,53 @@ func TestEmuSimdgroupMatrix(t *testing.T) {
 	}
 }
 
+// Half operands with float accumulation: every one of the 65536 binary16
+// bit patterns is an element of A and of B in some 8x8 product (1024
+// threadgroups), against float32 arithmetic in the shim's order (C, then
+// + A(r,k) B(k,c) for k = 0..7); NaN results only need to be NaN.
+func TestEmuHalfOperands(t *testing.T) {
+	l := emuNative(emu(t).bin)
+	rng := emuRand(t)
+	const n = 1 << 16
+	a, b, c := make([]byte, 2*n), make([]byte, 2*n), make([]float32, n)
+	av, bv := make([]float32, n), make([]float32, n)
+	for i := 0; i < n; i++ {
+		ha, hb := uint16(i), uint16(i*40503+12345) // an odd multiplier: a permutation
+		a[2*i], a[2*i+1] = byte(ha), byte(ha>>8)
+		b[2*i], b[2*i+1] = byte(hb), byte(hb>>8)
+		av[i], bv[i] = emuHalfOrNaN(ha), emuHalfOrNaN(hb)
+		c[i] = float32(rng.NormFloat64())
+	}
+	for _, mode := range emuModes {
+		res := l.mustRun(t, emuRun{kernel: "mm_half_operands", mode: mode, grid: [3]int{n / 64, 1, 1}, tg: [3]int{32, 1, 1},
+			in: map[int][]byte{0: a, 1: b, 2: npy.Float32Bytes(c)}, out: map[int]int{3: 4 * n}})
+		d := npy.Float32sFromBytes(res.out[3])
+		bad := 0
+		for g := 0; g < n/64; g++ {
+			for r := 0; r < 8; r++ {
+				for col := 0; col < 8; col++ {
+					at := 64*g + 8*r + col
+					acc := c[at]
+					for k := 0; k < 8; k++ {
+						acc = acc + float32(av[64*g+8*r+k]*bv[64*g+8*k+col])
+					}
+					got := d[at]
+					nan := math.IsNaN(float64(got)) && math.IsNaN(float64(acc))
+					if !nan && math.Float32bits(got) != math.Float32bits(acc) {
+						if bad++; bad <= 5 {
+							t.Errorf("%s: group %d D[%d][%d] = %g (%#08x), want %g (%#08x)", mode, g, r, col, got,
+								math.Float32bits(got), acc, math.Float32bits(acc))
+						}
+					}
+				}
+			}
+		}
+		if bad > 5 {
+			t.Errorf("%s: %d wrong elements in all", mode, bad)
+		}
+	}
+}
+
 // emuSimdOpsWant computes the simd_ops kernel's 10 values per thread for a
 // group of n threads (the last simdgroup may be partial).
 func emuSimdOpsWant(v []float32, n int) (per [][10]float32, total float32) {
@@ -271,6 +318,14 @@ func TestEmuHalfRounding(t *testing.T) {
 			t.Errorf("float(half(%g)) = %g, want %g", c.in, out[i], want)
 		}
 	}
+}
+
+// emuHalfOrNaN is emuHalfValue with NaN for the NaN patterns.
+func emuHalfOrNaN(h uint16) float32 {
+	if h&0x7c00 == 0x7c00 && h&0x3ff != 0 {
+		return float32(math.NaN())
+	}
+	return emuHalfValue(h)
 }
 
 // emuHalfValue decodes binary16 bits (test helper, independent of the runtime).

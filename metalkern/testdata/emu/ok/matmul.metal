@@ -60,3 +60,17 @@ kernel void mm_transpose(device const float* a [[buffer(0)]], device const float
   twice.thread_elements() *= 2.0f;
   simdgroup_store(twice, d, 8);
 }
+
+// Half operands with float accumulation, one 8x8 product per threadgroup:
+// D = A * B + C for the blocks at 64 * group (A, B half; C, D float).
+kernel void mm_half_operands(device const half* a [[buffer(0)]], device const half* b [[buffer(1)]],
+                             device const float* c [[buffer(2)]], device float* d [[buffer(3)]],
+                             uint g [[threadgroup_position_in_grid]]) {
+  simdgroup_half8x8 am, bm;
+  simdgroup_float8x8 cm, dm;
+  simdgroup_load(am, a + 64 * g, 8);
+  simdgroup_load(bm, b + 64 * g, 8);
+  simdgroup_load(cm, c + 64 * g, 8);
+  simdgroup_multiply_accumulate(dm, am, bm, cm);
+  simdgroup_store(dm, d + 64 * g, 8);
+}

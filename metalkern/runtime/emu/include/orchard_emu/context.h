@@ -77,6 +77,35 @@ Xchg exchange_arrive(ThreadCtx& c, const std::source_location& loc, const char* 
 // A, B, C (6 floats); on return bytes 24..31 of the slot hold its 2 elements
 // of D = A * B + C (same per-element operation order as a per-lane loop).
 void mma_combine_f32(unsigned char* slots, unsigned width);
+// The same product for half A and B: slot of lane l = its elements of A and
+// B as raw binary16 (2 + 2 halves, bytes 0..7) and of C as floats (bytes
+// 8..15); A and B are widened once per element (half_bits_to_float), then
+// multiplied exactly as by mma_combine_f32; D at bytes 24..31 as floats.
+void mma_combine_f16(unsigned char* slots, unsigned width);
+
+// binary16 bits -> float, exact (every half is a float): normal numbers
+// rebias the exponent, subnormals are m * 2^-24 (computed as a difference of
+// two normal floats, so no subnormal float arithmetic), infinities stay
+// infinite and NaNs keep their payload with the quiet bit set (as the
+// compiler's conversion, libgcc's __extendhfsf2 or F16C, does). Branch-free
+// plain integer code: loops over it vectorise, and it needs no -mf16c.
+inline float half_bits_to_float(std::uint16_t h) {
+  const std::uint32_t em = std::uint32_t(h & 0x7fffu) << 13;  // exponent and mantissa, float positions
+  const std::uint32_t exp = em & 0x0f800000u;                 // the half's exponent field
+  const std::uint32_t normal = em + 0x38000000u;              // exponent + (127 - 15)
+  const std::uint32_t special = (normal + 0x38000000u) | (em & 0x007fe000u ? 0x00400000u : 0u);  // -> 255
+  float sub;
+  const std::uint32_t one = em + 0x38800000u;  // 2^-14 * (1 + m / 1024)
+  __builtin_memcpy(&sub, &one, 4);
+  sub -= 0x1p-14f;  // = m * 2^-24, exact
+  std::uint32_t subbits;
+  __builtin_memcpy(&subbits, &sub, 4);
+  std::uint32_t r = exp == 0x0f800000u ? special : exp == 0 ? subbits : normal;
+  r |= std::uint32_t(h & 0x8000u) << 16;
+  float f;
+  __builtin_memcpy(&f, &r, 4);
+  return f;
+}
 void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
 [[noreturn]] void fail(const std::string& msg);  // throws KernelError naming the kernel
 

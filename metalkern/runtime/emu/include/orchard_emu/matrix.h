@@ -5,7 +5,8 @@
 // (the layout MLX's steel kernels and metal-flash-attention rely on).
 // simdgroup_load / simdgroup_store touch only the calling lane's elements;
 // multiply(_accumulate) is a simd exchange (all 32 lanes, same call site)
-// whose product is computed once, by the launcher (mma_combine_f32).
+// whose product is computed once, by the launcher (mma_combine_f32, and
+// mma_combine_f16 for half operands, widened there once per element).
 // Loads with transpose read M(r, c) = src[(origin.x + c) * elements_per_row +
 // origin.y + r]: matrix_origin is given in the loaded matrix's coordinates.
 #pragma once
@@ -124,15 +125,37 @@ template <class D, class A, class B, class C> constexpr bool mma_mix_ok() {
   op ": Metal offers this only for all-float, all-half, or half A and B with float C and D "       \
      "matrices (the destination's type is the accumulator's)"
 
-// d = a * b (+ c): one exchange of every lane's six elements; the last lane
-// to arrive computes the whole 8x8 product once (orchard_emu::mma_combine_f32,
-// float accumulation) and each lane reads back its two elements.
+// d = a * b (+ c): one exchange of every lane's elements; the last lane to
+// arrive computes the whole 8x8 product once (float accumulation) and each
+// lane reads back its two elements. Float operands go as floats
+// (orchard_emu::mma_combine_f32); half operands go as raw halves and are
+// widened there, once per element (mma_combine_f16), C always as floats.
+template <class C> float acc_float(const simdgroup_matrix<C, 8, 8>* c, int j) {
+  if (!c) return 0.0f;
+  if constexpr (std::is_same_v<C, half>) {
+    std::uint16_t h;
+    __builtin_memcpy(&h, &c->e[j], 2);
+    return orchard_emu::half_bits_to_float(h);
+  } else {
+    return float(c->e[j]);
+  }
+}
 template <class D, class A, class B, class C>
 void sg_mma(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a, const simdgroup_matrix<B, 8, 8>& b,
             const simdgroup_matrix<C, 8, 8>* c, const srcloc& loc, const char* op) {
-  float mine[6] = {float(a.e.x), float(a.e.y), float(b.e.x), float(b.e.y), c ? float(c->e.x) : 0.0f,
-                   c ? float(c->e.y) : 0.0f};
-  orchard_emu::Xchg x = orchard_emu::exchange(mine, sizeof mine, loc, op, &orchard_emu::mma_combine_f32);
+  orchard_emu::Xchg x;
+  if constexpr (std::is_same_v<A, half>) {
+    static_assert(std::is_same_v<B, half>);
+    struct {
+      half ab[4];
+      float c[2];
+    } mine = {{a.e.x, a.e.y, b.e.x, b.e.y}, {acc_float(c, 0), acc_float(c, 1)}};
+    static_assert(sizeof mine == 16);
+    x = orchard_emu::exchange(&mine, sizeof mine, loc, op, &orchard_emu::mma_combine_f16);
+  } else {
+    float mine[6] = {float(a.e.x), float(a.e.y), float(b.e.x), float(b.e.y), acc_float(c, 0), acc_float(c, 1)};
+    x = orchard_emu::exchange(mine, sizeof mine, loc, op, &orchard_emu::mma_combine_f32);
+  }
   if (x.width != 32) orchard_emu::fail(std::string(op) + " in a simdgroup with fewer than 32 threads");
 #ifdef ORCHARD_EMU_COUNTERS
   if (x.lane == 0) ++orchard_emu::work().mma;  // one 8x8x8 product per simdgroup
