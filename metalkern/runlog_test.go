@@ -60,8 +60,8 @@ func TestRunnerLogsEveryDispatch(t *testing.T) {
 		wantBWD += r.stats.Dispatches["bwd"]
 		results = append(results, r)
 	}
-	if wantFWD != 3 || wantBWD != 6 {
-		t.Errorf("dispatches fwd %d, bwd %d summed over the cases; want 3 and 6 (1 forward, 3 backward per run)", wantFWD, wantBWD)
+	if wantFWD != 3 || wantBWD != 4 {
+		t.Errorf("dispatches fwd %d, bwd %d summed over the cases; want 3 and 4 (1 forward, 2 backward per run)", wantFWD, wantBWD)
 	}
 
 	lines := runlogLines(t, calls)
@@ -210,7 +210,7 @@ func TestRunnerLogSwitches(t *testing.T) {
 		!strings.Contains(warn[1], logs.EnvTensorProfileLog+" is not set") {
 		t.Errorf("stderr %q: want one warning naming each unset path variable", r.stderr)
 	}
-	if r.stats.Dispatches["fwd"] != 1 || r.stats.Dispatches["bwd"] != 3 {
+	if r.stats.Dispatches["fwd"] != 1 || r.stats.Dispatches["bwd"] != 2 {
 		t.Errorf("dispatches %v", r.stats.Dispatches)
 	}
 }
@@ -364,7 +364,7 @@ func TestRunnerLogDispatchError(t *testing.T) {
 	calls, profile := filepath.Join(dir, "calls.log"), filepath.Join(dir, "profile.log")
 	args := runlogCase{s: reference.Shape{B: 1, H: 1, Nq: 2, Nk: 2, D: 4}, dt: npy.Float32, bwd: true}.args(t, filepath.Join(dir, "in"))
 	r := runlogExec(t, bin, runlogEnv(calls, profile, "r-disp"), args...)
-	if r.code != 1 || !strings.Contains(r.stderr, "no kernel named 'attn_bwd_pre_f32'") {
+	if r.code != 1 || !strings.Contains(r.stderr, "no kernel named 'attn_bwd_dq_f32_bq32_bk32_bd32'") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 naming the missing kernel", r.code, r.stderr)
 	}
 	got := runlogLines(t, calls)
@@ -372,11 +372,11 @@ func TestRunnerLogDispatchError(t *testing.T) {
 		t.Fatalf("lines %+v: want FWD then ERROR", got)
 	}
 	e := got[1]
-	if e.Op != "bwd" || e.Kernel != "attn_bwd_pre_f32" || !strings.Contains(e.Msg, "no kernel named 'attn_bwd_pre_f32'") ||
+	if e.Op != "bwd" || e.Kernel != "attn_bwd_dq_f32_bq32_bk32_bd32" || !strings.Contains(e.Msg, "no kernel named 'attn_bwd_dq_f32_bq32_bk32_bd32'") ||
 		e.PID != r.pid || e.Run != "r-disp" {
-		t.Errorf("ERROR line %+v: want op=bwd kernel=attn_bwd_pre_f32 and the dispatch's message", e)
+		t.Errorf("ERROR line %+v: want op=bwd kernel=attn_bwd_dq_f32_bq32_bk32_bd32 and the dispatch's message", e)
 	}
-	cs := logs.CheckRun(calls, "r-disp", 1, 3, "emu")
+	cs := logs.CheckRun(calls, "r-disp", 1, 2, "emu")
 	if cs[0].Status != checks.Fail || cs[1].Status != checks.Fail {
 		t.Errorf("CheckRun: kernel-calls-logged %s, logs-clean %s; want both to fail", cs[0].Status, cs[1].Status)
 	}
@@ -403,8 +403,8 @@ func TestRunnerLogConcurrentAppends(t *testing.T) {
 	}
 	wg.Wait()
 	lines := runlogLines(t, calls)
-	if len(lines) != 4*n {
-		t.Errorf("%d lines, want %d", len(lines), 4*n)
+	if len(lines) != 3*n {
+		t.Errorf("%d lines, want %d", len(lines), 3*n)
 	}
 	for _, r := range res {
 		if r.code != 0 {
@@ -414,8 +414,8 @@ func TestRunnerLogConcurrentAppends(t *testing.T) {
 		for _, l := range runlogOfPID(lines, r.pid, logs.WordBWD) {
 			calls = append(calls, l.Call)
 		}
-		if !slices.Equal(calls, []int{1, 2, 3}) {
-			t.Errorf("pid %d: BWD calls %v, want [1 2 3]", r.pid, calls)
+		if !slices.Equal(calls, []int{1, 2}) {
+			t.Errorf("pid %d: BWD calls %v, want [1 2]", r.pid, calls)
 		}
 	}
 	if got := len(runlogLines(t, profile)); got != 10*n {

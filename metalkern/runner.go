@@ -223,7 +223,7 @@ type Stats struct {
 
 // Pass is one pass of a run: its grid and how it was split.
 type Pass struct {
-	Pass   string `json:"pass"` // fwd, bwd_pre, bwd_dq, bwd_dkv
+	Pass   string `json:"pass"` // fwd, bwd_dq, bwd_dkv
 	Kernel string `json:"kernel"`
 	Grid   [3]int `json:"grid"` // threadgroups (x, y, z)
 	// GroupsPerDispatch is the split bound (select.h; ORCHARD_DISPATCH_GROUPS lowers it).

@@ -62,8 +62,8 @@ func TestRunnerPrivateStorageAndOffsets(t *testing.T) {
 				t.Errorf("%s run: %s line has storage=%s", r.storage, l.Word, l.Storage)
 			}
 		}
-		if n != 4 {
-			t.Errorf("%s run: %d FWD/BWD lines, want 4", r.storage, n)
+		if n != 3 { // 1 forward, 2 backward dispatches
+			t.Errorf("%s run: %d FWD/BWD lines, want 3", r.storage, n)
 		}
 		allocs := runlogOfPID(runlogLines(t, profile), res.pid, logs.WordAlloc)
 		for _, l := range allocs {

@@ -226,7 +226,7 @@ func checkLog(t *testing.T, path string) {
 		}
 		words = append(words, l.Word)
 	}
-	if want := "FWD BWD BWD BWD FWD BWD BWD BWD"; strings.Join(words, " ") != want {
+	if want := "FWD BWD BWD FWD BWD BWD"; strings.Join(words, " ") != want {
 		t.Errorf("log words %v, want %s", words, want)
 	}
 }

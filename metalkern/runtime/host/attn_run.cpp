@@ -50,7 +50,6 @@ AttnParams attn_params(const AttnShape& shape, double scale) {
 const char* pass_name(Pass p) {
   switch (p) {
     case Pass::kFwd: return "fwd";
-    case Pass::kBwdPre: return "bwd_pre";
     case Pass::kBwdDq: return "bwd_dq";
     case Pass::kBwdDkv: return "bwd_dkv";
   }
@@ -97,19 +96,17 @@ void AttnSession::forward(const FwdBuffers& b) {
 
 void AttnSession::prepare_backward() {
   op_ = "bwd";
-  prepare({kernel_name(Pass::kBwdPre, shape_.dtype, Tile{}),
-           kernel_name(Pass::kBwdDq, shape_.dtype, sel_.bucket.dq),
+  prepare({kernel_name(Pass::kBwdDq, shape_.dtype, sel_.bucket.dq),
            kernel_name(Pass::kBwdDkv, shape_.dtype, sel_.bucket.dkv)});
 }
 
 void AttnSession::backward(const BwdBuffers& b) {
   op_ = "bwd";
-  dispatch(Pass::kBwdPre, Tile{}, {Arg::buf(0, b.o), Arg::buf(1, b.dout), Arg::buf(2, b.delta)},
-           {{&b.delta, DType::kF32}});
+  // dQ computes Delta = rowsum(dO * O) for its rows and writes it for dK/dV.
   dispatch(Pass::kBwdDq, sel_.bucket.dq,
-           {Arg::buf(0, b.q), Arg::buf(1, b.k), Arg::buf(2, b.v), Arg::buf(3, b.dout), Arg::buf(4, b.lse),
-            Arg::buf(5, b.delta), Arg::buf(6, b.dq)},
-           {{&b.dq, shape_.dtype}});
+           {Arg::buf(0, b.q), Arg::buf(1, b.k), Arg::buf(2, b.v), Arg::buf(3, b.o), Arg::buf(4, b.dout),
+            Arg::buf(5, b.lse), Arg::buf(6, b.delta), Arg::buf(7, b.dq)},
+           {{&b.delta, DType::kF32}, {&b.dq, shape_.dtype}});
   dispatch(Pass::kBwdDkv, sel_.bucket.dkv,
            {Arg::buf(0, b.q), Arg::buf(1, b.k), Arg::buf(2, b.v), Arg::buf(3, b.dout), Arg::buf(4, b.lse),
             Arg::buf(5, b.delta), Arg::buf(6, b.dk), Arg::buf(7, b.dv)},

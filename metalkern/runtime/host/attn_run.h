@@ -2,7 +2,7 @@
 // (runner.cpp) and the PyTorch op library (torch/): given a Backend, a shape,
 // the params and the tensors' Buffers, it chooses the kernels (select.h),
 // makes the grids, splits large grids across dispatches, poisons outputs,
-// dispatches the forward pass and the three backward passes and logs every
+// dispatches the forward pass and the two backward passes and logs every
 // dispatch (runlog.h). It allocates nothing but what the caller asks for
 // (alloc/upload), so the op can hand it buffers that wrap torch's memory.
 #pragma once
@@ -27,7 +27,7 @@ namespace orchard {
 // (group_{x,y,z}0 are set per dispatch).
 AttnParams attn_params(const AttnShape& shape, double scale);
 
-// The "fwd", "bwd_pre", "bwd_dq", "bwd_dkv" of the run's JSON and errors.
+// The "fwd", "bwd_dq", "bwd_dkv" of the run's JSON and errors.
 const char* pass_name(Pass p);
 
 // What one pass did (the runner's "passes" JSON).
@@ -50,7 +50,7 @@ struct FwdBuffers {
 };
 
 // The backward passes' tensors: q, k, v, o, lse, do in; delta scratch
-// ([B, H, Nq] float32); dq, dk, dv out.
+// ([B, H, Nq] float32, written by dQ, read by dK/dV); dq, dk, dv out.
 struct BwdBuffers {
   const Buffer &q, &k, &v, &o, &lse, &dout, &delta, &dq, &dk, &dv;
 };
@@ -76,7 +76,7 @@ class AttnSession {
   // The forward pass: prepare its kernel (untimed), then dispatch it.
   void prepare_forward();
   void forward(const FwdBuffers& b);
-  // The backward passes: prepare their kernels, then pre (delta), dQ, dK/dV.
+  // The backward passes: prepare their kernels, then dQ (with Delta), dK/dV.
   void prepare_backward();
   void backward(const BwdBuffers& b);
 

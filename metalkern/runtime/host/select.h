@@ -28,7 +28,7 @@ enum class DType { kF32, kF16 };
 inline const char* dtype_tag(DType t) { return t == DType::kF32 ? "f32" : "f16"; }
 inline size_t dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
 
-enum class Pass { kFwd, kBwdPre, kBwdDq, kBwdDkv };
+enum class Pass { kFwd, kBwdDq, kBwdDkv };
 
 struct Tile {
   int bq = 0;  // Q rows per block (owned in fwd/dQ, streamed in dK/dV)
@@ -37,7 +37,6 @@ struct Tile {
 };
 
 constexpr int kThreadsPerGroup = 128;  // 4 simdgroups x 32 lanes, all kernels
-constexpr int kPreRowsPerGroup = 4;    // attn_bwd_pre: one row per simdgroup
 constexpr int kMaxHeadDim = 256;
 
 struct Bucket {
@@ -64,8 +63,6 @@ inline std::string kernel_name(Pass pass, DType dt, const Tile& t) {
   switch (pass) {
     case Pass::kFwd:
       return std::string("attn_fwd_") + dtype_tag(dt) + tiles;
-    case Pass::kBwdPre:
-      return std::string("attn_bwd_pre_") + dtype_tag(dt);
     case Pass::kBwdDq:
       return std::string("attn_bwd_dq_") + dtype_tag(dt) + tiles;
     case Pass::kBwdDkv:
@@ -87,8 +84,6 @@ inline size_t threadgroup_bytes(Pass pass, const Tile& t, DType dt = DType::kF32
   switch (pass) {
     case Pass::kFwd:
       return es * size_t(t.bk) * ld;
-    case Pass::kBwdPre:
-      return 0;
     case Pass::kBwdDq:
       return es * 2 * size_t(t.bk) * ld;
     case Pass::kBwdDkv:
@@ -101,7 +96,6 @@ inline size_t threadgroup_bytes(Pass pass, const Tile& t, DType dt = DType::kF32
 inline std::vector<std::string> all_kernel_names() {
   std::vector<std::string> out;
   for (DType dt : {DType::kF32, DType::kF16}) {
-    out.push_back(kernel_name(Pass::kBwdPre, dt, Tile{}));
     for (const Bucket& b : buckets()) {
       out.push_back(kernel_name(Pass::kFwd, dt, b.fwd));
       out.push_back(kernel_name(Pass::kBwdDq, dt, b.dq));
@@ -166,9 +160,6 @@ inline Dim3 grid_for(Pass pass, const Tile& t, const AttnShape& s) {
     case Pass::kBwdDq:
       g.x = ceil_div(s.Nq, t.bq);
       break;
-    case Pass::kBwdPre:
-      g.x = ceil_div(s.Nq, kPreRowsPerGroup);
-      break;
     case Pass::kBwdDkv:
       g.x = ceil_div(s.Nk, t.bk);
       break;
@@ -191,17 +182,16 @@ constexpr uint64_t kMaxWorkPerDispatch = uint64_t(1) << 34;
 
 // Multiply-adds of one threadgroup of a pass, an upper bound (causal masking
 // skips about half): its owned rows times the streamed rows times bd, per
-// matrix product (fwd: S and PV; dQ: S, dP, dS K; dK/dV: S^T, dP^T, dV, dK).
+// matrix product (fwd: S and PV; dQ: S, dP, dS K, plus Delta's 32 x bd;
+// dK/dV: S^T, dP^T, dV, dK).
 inline uint64_t work_per_group(Pass pass, const Tile& t, const AttnShape& s) {
   switch (pass) {
     case Pass::kFwd:
       return 2ull * 32 * uint64_t(s.Nk) * uint64_t(t.bd);
     case Pass::kBwdDq:
-      return 3ull * 32 * uint64_t(s.Nk) * uint64_t(t.bd);
+      return 3ull * 32 * uint64_t(s.Nk) * uint64_t(t.bd) + 32ull * uint64_t(t.bd);
     case Pass::kBwdDkv:
       return 4ull * 32 * uint64_t(s.Nq) * uint64_t(t.bd);
-    case Pass::kBwdPre:
-      return uint64_t(kPreRowsPerGroup) * uint64_t(s.D);
   }
   return 1;
 }

@@ -1,10 +1,12 @@
-// attn_bwd.metal — FlashAttention-2 style backward pass in three dispatches,
+// attn_bwd.metal — FlashAttention-2 style backward pass in two dispatches,
 // with no atomics (Metal has no native float atomics):
-//   1. attn_bwd_pre: Delta = rowsum(dO * O), float32 [B, H, Nq].
-//   2. attn_bwd_dq:  one threadgroup per 32-row Q block; loops over K/V blocks:
+//   1. attn_bwd_dq:  one threadgroup per 32-row Q block; first Delta =
+//        rowsum(dO * O) for its rows (from the dO strip it holds and O read
+//        once), written to the float32 [B, H, Nq] Delta buffer for pass 2;
+//        then loops over K/V blocks:
 //        S = Q K^T, P = exp2(S * scale_log2 - L2), dP = dO V^T,
 //        dS = P * (dP - Delta), dQ += dS K; dQ *= scale at the end.
-//   3. attn_bwd_dkv: one threadgroup per 32-row K/V block; loops over Q blocks:
+//   2. attn_bwd_dkv: one threadgroup per 32-row K/V block; loops over Q blocks:
 //        S^T = K Q^T, P^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q; dK *= scale.
 // L2 = L * log2(e) converts the forward's natural-log LSE to the exp2 domain.
 // Causal blocks entirely above the diagonal are skipped in both passes.
@@ -22,40 +24,15 @@ using namespace metal;
 #include "mma.h"
 #include "softmax.h"
 
-// Delta[b,h,i] = sum_d dO[b,h,i,d] * O[b,h,i,d]. Grid (ceil(Nq/4), H, B), 128 threads:
-// one row per simdgroup, lanes stride over the head dim, simd_sum combines them.
-template <typename T>
-[[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
-[[kernel]] void attn_bwd_pre(const device T* o [[buffer(0)]], const device T* dout [[buffer(1)]],
-                             device float* delta [[buffer(2)]],
-                             constant orchard::AttnParams& p [[buffer(3)]],
-                             uint3 tgid [[threadgroup_position_in_grid]],
-                             uint sg [[simdgroup_index_in_threadgroup]],
-                             uint lane [[thread_index_in_simdgroup]]) {
-  const int row = (int(tgid.x) + p.group_x0) * kSimdgroups + int(sg);  // + dispatch offset
-  const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
-  if (row < p.Nq) {  // uniform per simdgroup
-    const int base = (bh * p.Nq + row) * p.D;
-    float acc = 0.0f;
-    for (int d = int(lane); d < p.D; d += kSimdWidth) {
-      acc += float(o[base + d]) * float(dout[base + d]);
-    }
-    acc = simd_sum(acc);
-    if (lane == 0) {
-      delta[bh * p.Nq + row] = acc;
-    }
-  }
-}
-
-// dQ for one 32-row Q block. K and V blocks of BK rows sit side by side in
-// threadgroup memory.
+// dQ for one 32-row Q block, and the block's Delta. K and V blocks of BK rows
+// sit side by side in threadgroup memory.
 template <typename T, int BQ, int BK, int BD>
 [[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_bwd_dq(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
-                            const device T* v [[buffer(2)]], const device T* dout [[buffer(3)]],
-                            const device float* lse [[buffer(4)]],
-                            const device float* delta [[buffer(5)]], device T* dq [[buffer(6)]],
-                            constant orchard::AttnParams& p [[buffer(7)]],
+                            const device T* v [[buffer(2)]], const device T* o [[buffer(3)]],
+                            const device T* dout [[buffer(4)]], const device float* lse [[buffer(5)]],
+                            device float* delta [[buffer(6)]], device T* dq [[buffer(7)]],
+                            constant orchard::AttnParams& p [[buffer(8)]],
                             uint3 tgid [[threadgroup_position_in_grid]],
                             uint tid [[thread_index_in_threadgroup]],
                             uint sg [[simdgroup_index_in_threadgroup]],
@@ -87,11 +64,15 @@ template <typename T, int BQ, int BK, int BD>
   load_strip_frags<T, BD>(qf, q + qoff, row0, p.Nq, p.D, lane);
   load_strip_frags<T, BD>(dof, dout + qoff, row0, p.Nq, p.D, lane);
   strip_zero<BD>(dqf);
+  // Delta = rowsum(dO * O): each lane's share, then the row's 4 lanes; the
+  // row's leader lane stores it for the dK/dV pass.
+  const float dl = row_sum(strip_row_dot<T, BD>(o + qoff, dof, row0, p.Nq, p.D, lane));
   float l2 = 0.0f;
-  float dl = 0.0f;
   if (qrow < p.Nq) {
     l2 = lse[bh * p.Nq + qrow] * kLog2e;
-    dl = delta[bh * p.Nq + qrow];
+    if (frag_row_leader(lane)) {
+      delta[bh * p.Nq + qrow] = dl;
+    }
   }
 
   // Causal: keys j >= q0 + BQ are masked for every row of this block.
@@ -184,16 +165,14 @@ template <typename T, int BQ, int BK, int BD>
 }
 
 // Instantiations: dtype x head-dim bucket (see host/select.h for the table).
-template [[host_name("attn_bwd_pre_f32")]] [[kernel]] void attn_bwd_pre<float>(const device float* o [[buffer(0)]], const device float* dout [[buffer(1)]], device float* delta [[buffer(2)]], constant orchard::AttnParams& p [[buffer(3)]], uint3 tgid [[threadgroup_position_in_grid]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_pre_f16")]] [[kernel]] void attn_bwd_pre<half>(const device half* o [[buffer(0)]], const device half* dout [[buffer(1)]], device float* delta [[buffer(2)]], constant orchard::AttnParams& p [[buffer(3)]], uint3 tgid [[threadgroup_position_in_grid]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 32>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 64>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f32_bq32_bk16_bd128")]] [[kernel]] void attn_bwd_dq<float, 32, 16, 128>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f32_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<float, 32, 8, 256>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 32>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 64>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f16_bq32_bk16_bd128")]] [[kernel]] void attn_bwd_dq<half, 32, 16, 128>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f16_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<half, 32, 8, 256>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device half* dq [[buffer(6)]], constant orchard::AttnParams& p [[buffer(7)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 32>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 64>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk16_bd128")]] [[kernel]] void attn_bwd_dq<float, 32, 16, 128>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<float, 32, 8, 256>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 32>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 64>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk16_bd128")]] [[kernel]] void attn_bwd_dq<half, 32, 16, 128>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<half, 32, 8, 256>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
 template [[host_name("attn_bwd_dkv_f32_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dkv<float, 32, 32, 32>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
 template [[host_name("attn_bwd_dkv_f32_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dkv<float, 32, 32, 64>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
 template [[host_name("attn_bwd_dkv_f32_bq16_bk32_bd128")]] [[kernel]] void attn_bwd_dkv<float, 16, 32, 128>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);

@@ -54,6 +54,30 @@ inline void load_strip_frags(thread simdgroup_matrix<T, 8, 8>* frags, const devi
   }
 }
 
+// Per lane, no threadgroup memory: this lane's share of rowsum(src * frags)
+// for its row of the strip (the same elements load_strip_frags gives it,
+// products in float; zero outside [n, d]). row_sum (softmax.h) completes it.
+template <typename T, int BD>
+inline float strip_row_dot(const device T* src, thread simdgroup_matrix<T, 8, 8>* frags, int row0, int n,
+                           int d, uint lane) {
+  const int r = row0 + frag_row(lane);
+  const int c0 = frag_col(lane);
+  float acc = 0.0f;
+  if (r < n) {
+    #pragma clang loop unroll(full)
+    for (int k = 0; k < BD / 8; ++k) {
+      const int c = k * 8 + c0;
+      if (c < d) {
+        acc += float(src[r * d + c]) * float(frags[k].thread_elements()[0]);
+      }
+      if (c + 1 < d) {
+        acc += float(src[r * d + c + 1]) * float(frags[k].thread_elements()[1]);
+      }
+    }
+  }
+  return acc;
+}
+
 // Per lane: dst[row0 + r][c] = T(frags * mul) inside [n, d]; mul is this lane's
 // row's factor (1/l for O, the softmax scale for dQ and dK).
 template <typename T, int BD>
