@@ -79,6 +79,35 @@ void check_bwd_inputs(const at::Tensor& q, const at::Tensor& o, const at::Tensor
   check_like(op, "lse", lse, q, {q.size(0), q.size(1), q.size(2)}, at::kFloat);
 }
 
+FwdCall fwd_call(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal, double scale) {
+  FwdCall c;
+  c.p = check_inputs("orchard::flash_attn_fwd", q, k, v, causal, scale);
+  c.q = q.contiguous();
+  c.k = k.contiguous();
+  c.v = v.contiguous();
+  c.o = at::empty(c.q.sizes(), c.q.options());
+  c.lse = at::empty({c.p.B, c.p.H, c.p.Nq}, c.q.options().dtype(at::kFloat));
+  return c;
+}
+
+BwdCall bwd_call(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& o,
+                 const at::Tensor& lse, const at::Tensor& dout, bool causal, double scale) {
+  BwdCall c;
+  c.p = check_inputs("orchard::flash_attn_bwd", q, k, v, causal, scale);
+  check_bwd_inputs(q, o, lse, dout);
+  c.q = q.contiguous();
+  c.k = k.contiguous();
+  c.v = v.contiguous();
+  c.o = o.contiguous();
+  c.lse = lse.contiguous();
+  c.dout = dout.contiguous();
+  c.delta = at::empty({c.p.B, c.p.H, c.p.Nq}, c.q.options().dtype(at::kFloat));
+  c.dq = at::empty(c.q.sizes(), c.q.options());
+  c.dk = at::empty(c.k.sizes(), c.k.options());
+  c.dv = at::empty(c.v.sizes(), c.v.options());
+  return c;
+}
+
 namespace {
 
 api::HostTensor host(const at::Tensor& t) {
@@ -86,30 +115,21 @@ api::HostTensor host(const at::Tensor& t) {
   return api::HostTensor{t.data_ptr(), size_t(t.numel()) * t.element_size()};
 }
 
-std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_,
+std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            bool causal, double scale) {
-  api::Problem p = check_inputs("orchard::flash_attn_fwd", q_, k_, v_, causal, scale);
-  at::Tensor q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous();
-  at::Tensor o = at::empty(q.sizes(), q.options());
-  at::Tensor lse = at::empty({p.B, p.H, p.Nq}, q.options().dtype(at::kFloat));
-  api::cpu_forward(p, {host(q), host(k), host(v), host(o), host(lse)});
-  return {o, lse};
+  FwdCall c = fwd_call(q, k, v, causal, scale);
+  api::cpu_forward(c.p, {host(c.q), host(c.k), host(c.v), host(c.o), host(c.lse)});
+  return {c.o, c.lse};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& q_, const at::Tensor& k_,
-                                                       const at::Tensor& v_, const at::Tensor& o_,
-                                                       const at::Tensor& lse_, const at::Tensor& dout_,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cpu(const at::Tensor& q, const at::Tensor& k,
+                                                       const at::Tensor& v, const at::Tensor& o,
+                                                       const at::Tensor& lse, const at::Tensor& dout,
                                                        bool causal, double scale) {
-  api::Problem p = check_inputs("orchard::flash_attn_bwd", q_, k_, v_, causal, scale);
-  check_bwd_inputs(q_, o_, lse_, dout_);
-  at::Tensor q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous(), o = o_.contiguous(),
-             lse = lse_.contiguous(), dout = dout_.contiguous();
-  at::Tensor delta = at::empty({p.B, p.H, p.Nq}, q.options().dtype(at::kFloat));
-  at::Tensor dq = at::empty(q.sizes(), q.options()), dk = at::empty(k.sizes(), k.options()),
-             dv = at::empty(v.sizes(), v.options());
-  api::cpu_backward(p, {host(q), host(k), host(v), host(o), host(lse), host(dout), host(delta), host(dq), host(dk),
-                        host(dv)});
-  return {dq, dk, dv};
+  BwdCall c = bwd_call(q, k, v, o, lse, dout, causal, scale);
+  api::cpu_backward(c.p, {host(c.q), host(c.k), host(c.v), host(c.o), host(c.lse), host(c.dout), host(c.delta),
+                          host(c.dq), host(c.dk), host(c.dv)});
+  return {c.dq, c.dk, c.dv};
 }
 
 void configure(const std::string& key, const std::string& value) {

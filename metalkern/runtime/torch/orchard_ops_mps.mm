@@ -63,32 +63,23 @@ void on_torch_stream(F encode) {
   TORCH_CHECK(error.empty(), error);
 }
 
-std::tuple<at::Tensor, at::Tensor> fwd_mps(const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_,
+std::tuple<at::Tensor, at::Tensor> fwd_mps(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            bool causal, double scale) {
-  api::Problem p = check_inputs("orchard::flash_attn_fwd", q_, k_, v_, causal, scale);
-  at::Tensor q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous();
-  at::Tensor o = at::empty(q.sizes(), q.options());
-  at::Tensor lse = at::empty({p.B, p.H, p.Nq}, q.options().dtype(at::kFloat));
-  api::MetalFwd t{metal(q), metal(k), metal(v), metal(o), metal(lse)};
-  on_torch_stream([&](const api::MetalStream& s) { api::metal_forward(s, p, t); });
-  return {o, lse};
+  FwdCall c = fwd_call(q, k, v, causal, scale);
+  api::MetalFwd t{metal(c.q), metal(c.k), metal(c.v), metal(c.o), metal(c.lse)};
+  on_torch_stream([&](const api::MetalStream& s) { api::metal_forward(s, c.p, t); });
+  return {c.o, c.lse};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_mps(const at::Tensor& q_, const at::Tensor& k_,
-                                                       const at::Tensor& v_, const at::Tensor& o_,
-                                                       const at::Tensor& lse_, const at::Tensor& dout_,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_mps(const at::Tensor& q, const at::Tensor& k,
+                                                       const at::Tensor& v, const at::Tensor& o,
+                                                       const at::Tensor& lse, const at::Tensor& dout,
                                                        bool causal, double scale) {
-  api::Problem p = check_inputs("orchard::flash_attn_bwd", q_, k_, v_, causal, scale);
-  check_bwd_inputs(q_, o_, lse_, dout_);
-  at::Tensor q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous(), o = o_.contiguous(),
-             lse = lse_.contiguous(), dout = dout_.contiguous();
-  at::Tensor delta = at::empty({p.B, p.H, p.Nq}, q.options().dtype(at::kFloat));
-  at::Tensor dq = at::empty(q.sizes(), q.options()), dk = at::empty(k.sizes(), k.options()),
-             dv = at::empty(v.sizes(), v.options());
-  api::MetalBwd t{metal(q),    metal(k),     metal(v),  metal(o),  metal(lse),
-                  metal(dout), metal(delta), metal(dq), metal(dk), metal(dv)};
-  on_torch_stream([&](const api::MetalStream& s) { api::metal_backward(s, p, t); });
-  return {dq, dk, dv};
+  BwdCall c = bwd_call(q, k, v, o, lse, dout, causal, scale);
+  api::MetalBwd t{metal(c.q),    metal(c.k),     metal(c.v),  metal(c.o),  metal(c.lse),
+                  metal(c.dout), metal(c.delta), metal(c.dq), metal(c.dk), metal(c.dv)};
+  on_torch_stream([&](const api::MetalStream& s) { api::metal_backward(s, c.p, t); });
+  return {c.dq, c.dk, c.dv};
 }
 
 }  // namespace
