@@ -109,24 +109,7 @@ func emu(t *testing.T) *emuBuild {
 
 // emuGenerateAll writes <gen>/*.emu.cpp for every .metal file in dir.
 func emuGenerateAll(rt, dir, gen string) error {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.metal"))
-	if err := os.MkdirAll(gen, 0o755); err != nil {
-		return err
-	}
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		code, _, err := emugen.Generate(f, src, filepath.Join(rt, "include"))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(gen, emugen.OutputName(f)), code, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return emugen.GenerateDir(dir, gen, filepath.Join(rt, "include"))
 }
 
 func buildEmu(rt, root string) *emuBuild {

@@ -119,27 +119,7 @@ func build(root string) *opBuild {
 
 // generate writes <gen>/*.emu.cpp for the runtime's kernels.
 func generate(rt, gen string) error {
-	files, _ := filepath.Glob(filepath.Join(rt, "kernels", "*.metal"))
-	if len(files) == 0 {
-		return fmt.Errorf("no kernels in %s", rt)
-	}
-	if err := os.MkdirAll(gen, 0o755); err != nil {
-		return err
-	}
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		code, _, err := emugen.Generate(f, src, filepath.Join(rt, "include"))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(gen, emugen.OutputName(f)), code, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return emugen.GenerateDir(filepath.Join(rt, "kernels"), gen, filepath.Join(rt, "include"))
 }
 
 func tail(b []byte, n int) string {
