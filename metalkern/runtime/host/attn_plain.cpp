@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "run_json.h"
+
 namespace orchard {
 namespace plain {
 namespace {
@@ -39,30 +41,7 @@ std::string name_of(const Kernel& k, DType dt) {
   return n + "_" + dtype_tag(dt);
 }
 
-std::string json_str(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
-struct PassStats {
-  std::string pass, kernel;
-  Dim3 grid;
-  uint64_t max_groups = 0;
-  int dispatches = 0;
-  double wall_ms = 0, device_ms = 0;
-};
 
 class Plain {
  public:
@@ -164,27 +143,18 @@ class Plain {
 
   std::string json() const {
     double ms = 0, device_ms = 0;
-    std::string kernels = "[", passes = "[";
-    for (size_t i = 0; i < passes_.size(); ++i) {
-      const PassStats& p = passes_[i];
+    std::vector<std::string> kernels;
+    for (const PassStats& p : passes_) {
       ms += p.wall_ms;
       device_ms += p.device_ms;
-      kernels += (i ? "," : "") + json_str(p.kernel);
-      char buf[256];
-      std::snprintf(buf, sizeof buf,
-                    ",\"grid\":[%u,%u,%u],\"groups_per_dispatch\":%llu,\"dispatches\":%d,"
-                    "\"wall_ms\":%.3f,\"gpu_ms\":%.3f}",
-                    p.grid.x, p.grid.y, p.grid.z, (unsigned long long)p.max_groups, p.dispatches,
-                    p.wall_ms, p.device_ms);
-      passes += std::string(i ? "," : "") + "{\"pass\":" + json_str(p.pass) +
-                ",\"kernel\":" + json_str(p.kernel) + buf;
+      kernels.push_back(p.kernel);
     }
     char head[128];
     std::snprintf(head, sizeof head, "{\"dispatches\":{\"fwd\":%d,\"bwd\":%d},\"kernels\":", fwd_, bwd_);
     char nums[128];
     std::snprintf(nums, sizeof nums, ",\"ms\":%.3f,\"gpu_ms\":%.3f,\"time_source\":", ms, device_ms);
-    return std::string(head) + kernels + "]" + nums + json_str(time_source_name(be_.time_source())) +
-           ",\"passes\":" + passes + "],\"select\":" +
+    return std::string(head) + json_list(kernels) + nums + json_str(time_source_name(be_.time_source())) +
+           ",\"passes\":" + passes_json(passes_, false) + ",\"select\":" +
            json_str("plain baseline: S materialised in device memory, one thread per element") +
            ",\"baseline\":\"plain\"}";
   }
