@@ -137,8 +137,8 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 //     and its guarded element stores on edge tiles write the same bytes;
 //     the row padding is never touched), and every fragment load of the
 //     products, 64·es bytes (32 lanes, 2 elements each); dK/dV also writes
-//     the bq LSE and Delta floats and dkv_scores reads Delta for each of
-//     the owned block's 32·bq scores, LSE only for the visible ones;
+//     the bq LSE and Delta floats and dkv_scores reads both only for the
+//     visible scores of the owned block's 32·bq;
 //   - device bytes: the owned strips read and the outputs written once per
 //     element inside [N, D] (per lane, guarded); each visited tile's rows
 //     present times D elements (a packed load reads the same bytes as the
@@ -212,7 +212,7 @@ func wantCounters(t *testing.T, c countersCase, p metalkern.Pass) metalkern.Coun
 						}
 					}
 				}
-				traffic += 2*bq*bd*es + 4*4*(bq/8)*nb*frag + 4*2*bq + 4*bk*bq + 4*visible
+				traffic += 2*bq*bd*es + 4*4*(bq/8)*nb*frag + 4*2*bq + 2*4*visible
 				n := rows(q0, bq, c.Nq)
 				device += 2*n*c.D*es + 8*n // Q and dO; the LSE and Delta of the rows present
 			}

@@ -83,7 +83,8 @@ inline void dq_scores(thread Frag* s, thread Frag* dp, float l2, float delta, in
 // dK/dV pass: this lane's row is key krow, its columns queries q0 + c with
 // c = 8t + frag_col + j, whose LSE (exp2 domain) and Delta are in l2s[c],
 // deltas[c] (threadgroup memory). On return st holds P^T and dpt holds
-// dS^T = P^T * (dP^T - Delta).
+// dS^T = P^T * (dP^T - Delta), 0 where masked: LSE and Delta are read only
+// for the visible scores.
 template <int NT>
 inline void dkv_scores(thread Frag* st, thread Frag* dpt, const threadgroup float* l2s,
                        const threadgroup float* deltas, int krow, int q0, int nq, int nk,
@@ -97,7 +98,7 @@ inline void dkv_scores(thread Frag* st, thread Frag* dpt, const threadgroup floa
       const bool ok = attn_visible(q0 + c, krow, nq, nk, causal);
       const float pr = ok ? fast::exp2(st[t].thread_elements()[j] * scale_log2 - l2s[c]) : 0.0f;
       st[t].thread_elements()[j] = pr;
-      dpt[t].thread_elements()[j] = pr * (dpt[t].thread_elements()[j] - deltas[c]);
+      dpt[t].thread_elements()[j] = ok ? pr * (dpt[t].thread_elements()[j] - deltas[c]) : 0.0f;
     }
   }
 }
