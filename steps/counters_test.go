@@ -95,9 +95,11 @@ func writeCountersInputs(t *testing.T, dir string, c countersCase) metalkern.Req
 	return req
 }
 
-var tileRE = regexp.MustCompile(`_bq(\d+)_bk(\d+)_bd(\d+)$`)
+var tileRE = regexp.MustCompile(`_bq(\d+)_bk(\d+)_bd(\d+)(_qtg)?$`)
 
-// tiles reads (bq, bk, bd) off a kernel name (select.h kernel_name).
+// tiles reads (bq, bk, bd) off a kernel name (select.h kernel_name; a
+// forward kernel whose name ends in _qtg keeps its Q block in threadgroup
+// memory, qTile).
 func tiles(t *testing.T, kernel string) (bq, bk, bd int) {
 	t.Helper()
 	m := tileRE.FindStringSubmatch(kernel)
@@ -109,6 +111,9 @@ func tiles(t *testing.T, kernel string) (bq, bk, bd int) {
 	bd, _ = strconv.Atoi(m[3])
 	return
 }
+
+// qTile: the forward kernel keeps its Q block in threadgroup memory (Tile.q_tg).
+func qTile(kernel string) bool { return strings.HasSuffix(kernel, "_qtg") }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
@@ -130,13 +135,17 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 //     dK/dV 2; none outside the block loops (owned strips go straight
 //     between device memory and registers);
 //   - threadgroup_bytes: the tiles of the input dtype with rows padded by
-//     16 bytes (ld = bd + 16/es): fwd bk·ld, dQ 2·bk·ld, dK/dV 2·bq·ld plus
-//     the block's LSE and Delta (2·bq floats);
+//     16 bytes (ld = bd + 16/es): fwd bk·ld (bk·ld + bq·ld for a _qtg kernel:
+//     the Q block too), dQ 2·bk·ld, dK/dV 2·bq·ld plus the block's LSE and
+//     Delta (2·bq floats);
 //   - threadgroup traffic per block: each streamed tile written in full,
 //     b·bd·es bytes (load_tile's packed 4-element stores on interior tiles
 //     and its guarded element stores on edge tiles write the same bytes;
 //     the row padding is never touched), and every fragment load of the
-//     products, 64·es bytes (32 lanes, 2 elements each); dK/dV also writes
+//     products, 64·es bytes (32 lanes, 2 elements each); a _qtg forward also
+//     writes its Q block once per threadgroup (bq·bd·es) and each simdgroup
+//     reads its strip's nb Q fragments once per K block (strip_abt_tile:
+//     one per head-dim step, shared by the step's bk/8 products); dK/dV also writes
 //     the bq LSE and Delta floats and dkv_scores reads both only for the
 //     visible scores of the owned block's 32·bq;
 //   - device bytes: the owned strips read and the outputs written once per
@@ -157,21 +166,33 @@ func wantCounters(t *testing.T, c countersCase, p metalkern.Pass) metalkern.Coun
 	case "fwd":
 		bq, bk, bd := tiles(t, p.Kernel)
 		nb := bd / 8
+		qtg := qTile(p.Kernel)
 		tgBytes = es * bk * (bd + 16/es)
+		if qtg {
+			tgBytes += es * bq * (bd + 16/es) // the Q block
+		}
 		for q0 := 0; q0 < c.Nq; q0 += bq {
 			kend, blocks := c.Nk, 0
 			if c.causal {
 				kend = min(c.Nk, q0+bq)
 			}
+			if qtg {
+				traffic += bq * bd * es // the Q block written
+			}
 			for k0 := 0; k0 < kend; k0 += bk {
 				blocks++
-				mma += 4 * 2 * (bk / 8) * nb                // S = Q K^T, O += P V
-				traffic += 2*bk*bd*es + 4*2*(bk/8)*nb*frag  // K and V tiles; their fragments
+				mma += 4 * 2 * (bk / 8) * nb               // S = Q K^T, O += P V
+				traffic += 2*bk*bd*es + 4*2*(bk/8)*nb*frag // K and V tiles; their fragments
+				if qtg {
+					traffic += 4 * nb * frag // each simdgroup's Q fragments
+				}
 				device += 2 * rows(k0, bk, c.Nk) * c.D * es // K and V
 			}
 			barriers = max(barriers, 4*blocks)
 		}
-		device += 2*c.Nq*c.D*es + 4*c.Nq // Q read, O written, LSE by each row's leader lane
+		// Q read (per lane or by load_tile: once per element inside [N, D]
+		// either way), O written, LSE by each row's leader lane.
+		device += 2*c.Nq*c.D*es + 4*c.Nq
 	case "bwd_dq":
 		bq, bk, bd := tiles(t, p.Kernel)
 		nb := bd / 8
@@ -286,6 +307,7 @@ func TestCountersRunnerAttention(t *testing.T) {
 		// Edge tiles everywhere (guarded element loads): D below its bucket, ragged Nq and Nk.
 		{1, 1, 40, 72, 48, npy.Float16, false},
 		{1, 1, 72, 40, 64, npy.Float32, true},
+		{1, 1, 40, 48, 100, npy.Float16, true}, // the f16 bd128 _qtg forward on an edge Q tile
 	}
 	base := len(cases)
 	var table []string
@@ -372,12 +394,12 @@ func TestCountersRunnerAttention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const anchor = "return es * size_t(t.bk) * ld;" // the forward's
+	const anchor = "return es * size_t(t.bk + (t.q_tg ? t.bq : 0)) * ld;" // the forward's
 	if strings.Count(string(text), anchor) != 1 {
 		t.Fatalf("select.h has no single %q", anchor)
 	}
 	if err := os.WriteFile(sel, []byte(strings.Replace(string(text), anchor,
-		"return es * size_t(t.bk) * ld + 1;", 1)), 0o644); err != nil {
+		"return es * size_t(t.bk + (t.q_tg ? t.bq : 0)) * ld + 1;", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b3 := &Build{Source: src, Toolchain: &ToolchainStep{Prober: NewProber(getenv)}}

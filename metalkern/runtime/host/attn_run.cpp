@@ -84,12 +84,12 @@ std::vector<unsigned char> AttnSession::download(const Buffer& b) {
 
 void AttnSession::prepare_forward() {
   op_ = "fwd";
-  prepare({kernel_name(Pass::kFwd, shape_.dtype, sel_.bucket.fwd)});
+  prepare({kernel_name(Pass::kFwd, shape_.dtype, sel_.bucket.fwd(shape_.dtype))});
 }
 
 void AttnSession::forward(const FwdBuffers& b) {
   op_ = "fwd";
-  dispatch(Pass::kFwd, sel_.bucket.fwd,
+  dispatch(Pass::kFwd, sel_.bucket.fwd(shape_.dtype),
            {Arg::buf(0, b.q), Arg::buf(1, b.k), Arg::buf(2, b.v), Arg::buf(3, b.o), Arg::buf(4, b.lse)},
            {{&b.o, shape_.dtype}, {&b.lse, DType::kF32}});
 }

@@ -1,9 +1,10 @@
 // select.h — kernel naming and block-size selection for the attention runner.
 //
 // One table (kBuckets) maps head-dim ranges to a padded head dim `bd` and the
-// block sizes of each pass; kernel_name() builds every kernel name from a
-// pass, dtype and tile, and must agree with the host_name strings of the
-// instantiations in kernels/attn_fwd.metal and kernels/attn_bwd.metal.
+// block sizes of each pass (the forward's per dtype); kernel_name() builds
+// every kernel name from a pass, dtype and tile, and must agree with the
+// host_name strings of the instantiations in kernels/attn_fwd.metal and
+// kernels/attn_bwd.metal.
 //
 // Every kernel runs 128 threads (4 simdgroups x 32); the "owned" block of a
 // pass (Q rows for fwd/dQ, K rows for dK/dV) is 32 rows, one 8-row strip per
@@ -34,6 +35,11 @@ struct Tile {
   int bq = 0;  // Q rows per block (owned in fwd/dQ, streamed in dK/dV)
   int bk = 0;  // K/V rows per block (streamed in fwd/dQ, owned in dK/dV)
   int bd = 0;  // padded head dim
+  // Forward only: the Q block (bq x bd) is kept in threadgroup memory next to
+  // the K/V tile and its fragments are read from there for every K block,
+  // instead of each simdgroup caching its Q strip in registers (bd/8 operand
+  // fragments per lane). Kernel names end in "_qtg".
+  bool q_tg = false;
 };
 
 constexpr int kThreadsPerGroup = 128;  // 4 simdgroups x 32 lanes, all kernels
@@ -41,17 +47,23 @@ constexpr int kMaxHeadDim = 256;
 
 struct Bucket {
   int max_d;  // head dims (previous max_d, max_d] use this bucket; bd == max_d
-  Tile fwd, dq, dkv;
+  Tile fwd_f32, fwd_f16;  // the forward's tile per input dtype
+  Tile dq, dkv;
+  const Tile& fwd(DType dt) const { return dt == DType::kF32 ? fwd_f32 : fwd_f16; }
 };
 
-// Head-dim buckets. fwd: K and V share one BK x bd tile; dQ: K and V tiles side by side;
-// dK/dV: Q and dO tiles side by side, so the streamed block halves from bd128 on.
+// Head-dim buckets. fwd: K and V share one BK x bd tile; from bd128 on the Q
+// block sits in threadgroup memory too (q_tg) where both fit in 32 KiB: f16
+// bd128 (8704 + 8704 B), f16 bd256 and f32 bd128 with bk16 (16896 + 8448 B);
+// not f32 bd256 (its Q block alone is 33792 B), which keeps Q in registers.
+// dQ: K and V tiles side by side; dK/dV: Q and dO tiles side by side, so the
+// streamed block halves from bd128 on.
 inline const std::vector<Bucket>& buckets() {
   static const std::vector<Bucket> kBuckets = {
-      {32, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}},
-      {64, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}},
-      {128, {32, 32, 128}, {32, 16, 128}, {16, 32, 128}},
-      {256, {32, 16, 256}, {32, 8, 256}, {8, 32, 256}},
+      {32, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}},
+      {64, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}},
+      {128, {32, 16, 128, true}, {32, 32, 128, true}, {32, 16, 128}, {16, 32, 128}},
+      {256, {32, 16, 256}, {32, 16, 256, true}, {32, 8, 256}, {8, 32, 256}},
   };
   return kBuckets;
 }
@@ -59,7 +71,7 @@ inline const std::vector<Bucket>& buckets() {
 // The one place kernel names are built.
 inline std::string kernel_name(Pass pass, DType dt, const Tile& t) {
   std::string tiles = "_bq" + std::to_string(t.bq) + "_bk" + std::to_string(t.bk) + "_bd" +
-                      std::to_string(t.bd);
+                      std::to_string(t.bd) + (t.q_tg ? "_qtg" : "");
   switch (pass) {
     case Pass::kFwd:
       return std::string("attn_fwd_") + dtype_tag(dt) + tiles;
@@ -76,14 +88,15 @@ inline std::string kernel_name(Pass pass, DType dt, const Tile& t) {
 inline int tile_ld(const Tile& t, DType dt) { return t.bd + 16 / int(dtype_size(dt)); }
 
 // Static threadgroup memory of a kernel, in bytes (same formulas as the
-// kernels): tiles of the input dtype with padded rows; dK/dV adds the block's
-// LSE and Delta (float32). dt defaults to float32, the larger.
+// kernels): tiles of the input dtype with padded rows (the forward's K/V
+// tile, and its Q block when q_tg); dK/dV adds the block's LSE and Delta
+// (float32). dt defaults to float32, the larger.
 inline size_t threadgroup_bytes(Pass pass, const Tile& t, DType dt = DType::kF32) {
   const size_t es = dtype_size(dt);
   const size_t ld = size_t(tile_ld(t, dt));
   switch (pass) {
     case Pass::kFwd:
-      return es * size_t(t.bk) * ld;
+      return es * size_t(t.bk + (t.q_tg ? t.bq : 0)) * ld;
     case Pass::kBwdDq:
       return es * 2 * size_t(t.bk) * ld;
     case Pass::kBwdDkv:
@@ -97,7 +110,7 @@ inline std::vector<std::string> all_kernel_names() {
   std::vector<std::string> out;
   for (DType dt : {DType::kF32, DType::kF16}) {
     for (const Bucket& b : buckets()) {
-      out.push_back(kernel_name(Pass::kFwd, dt, b.fwd));
+      out.push_back(kernel_name(Pass::kFwd, dt, b.fwd(dt)));
       out.push_back(kernel_name(Pass::kBwdDq, dt, b.dq));
       out.push_back(kernel_name(Pass::kBwdDkv, dt, b.dkv));
     }
@@ -136,11 +149,13 @@ inline Selection select(const AttnShape& s) {
     if (s.D <= b.max_d) {
       sel.ok = true;
       sel.bucket = b;
+      const Tile& f = b.fwd(s.dtype);
       sel.reason = "D=" + std::to_string(s.D) + " in " + std::to_string(lo) + ".." +
-                   std::to_string(b.max_d) + " -> bd" + std::to_string(b.max_d) + ": fwd bk" +
-                   std::to_string(b.fwd.bk) + ", dQ bk" + std::to_string(b.dq.bk) +
-                   ", dK/dV bq" + std::to_string(b.dkv.bq) +
-                   " (threadgroup memory <= 32 KiB with float32 tiles)";
+                   std::to_string(b.max_d) + " -> bd" + std::to_string(b.max_d) + ": fwd " +
+                   dtype_tag(s.dtype) + " bk" + std::to_string(f.bk) +
+                   (f.q_tg ? " with Q in threadgroup memory" : " with Q in registers") +
+                   ", dQ bk" + std::to_string(b.dq.bk) + ", dK/dV bq" + std::to_string(b.dkv.bq) +
+                   " (threadgroup memory <= 32 KiB)";
       return sel;
     }
     lo = b.max_d + 1;

@@ -1,10 +1,15 @@
 // attn_fwd.metal — FlashAttention-2 style forward pass.
 //
 // One threadgroup per (32-row Q block, head, batch): grid (ceil(Nq/32), H, B),
-// 128 threads. Each simdgroup keeps its 8 Q rows, its 8-row slice of the O
-// accumulator and its 8 x BK score strip in simdgroup-matrix registers and
-// streams K/V blocks of BK rows through threadgroup memory (one shared tile of
-// the input dtype, rows padded by 16 bytes):
+// 128 threads. Each simdgroup keeps its 8-row slice of the O accumulator and
+// its 8 x BK score strip in simdgroup-matrix registers and streams K/V blocks
+// of BK rows through threadgroup memory (one shared tile of the input dtype,
+// rows padded by 16 bytes). Its 8 Q rows are either cached in registers too
+// (QTG false: BD/8 operand fragments, fine at bd <= 64) or, QTG true, the
+// whole Q block is loaded once into a second tile of threadgroup memory and
+// S = Q K^T reads one Q fragment at a time from it, blocked along the head
+// dim (strip_qkt, strip_abt_tile), so registers hold only O and S/P (host/select.h
+// chooses per dtype and bucket; kernel names end in _qtg):
 //   S = Q K^T (raw, registers), online softmax in the exp2 domain on each
 //   lane's fragment elements (scale * log2 e folded in, running max starting
 //   at kMaskScore, never -inf; row max by shuffles), O *= alpha per lane,
@@ -22,7 +27,7 @@ using namespace metal;
 #include "mma.h"
 #include "softmax.h"
 
-template <typename T, int BQ, int BK, int BD>
+template <typename T, int BQ, int BK, int BD, bool QTG>
 [[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_fwd(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
                          const device T* v [[buffer(2)]], device T* o [[buffer(3)]],
@@ -36,9 +41,11 @@ template <typename T, int BQ, int BK, int BD>
   static_assert(BK % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
   typedef simdgroup_matrix<T, 8, 8> TFrag;  // operand fragment, input dtype
   constexpr int LD = TileLd<T, BD>::value;
-  constexpr int kSmem = BK * LD;
+  constexpr int kSmem = (QTG ? BK + BQ : BK) * LD;
   static_assert(kSmem * int(sizeof(T)) <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
-  threadgroup T kv[kSmem];  // K block, then V block: BK x BD, row stride LD
+  threadgroup T smem[kSmem];
+  threadgroup T* kv = smem;            // K block, then V block: BK x BD, row stride LD
+  threadgroup T* qs = smem + BK * LD;  // QTG: the Q block, BQ x BD, row stride LD, written once
 
   const int q0 = (int(tgid.x) + p.group_x0) * BQ;  // grid position: dispatch offset added
   const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
@@ -46,12 +53,18 @@ template <typename T, int BQ, int BK, int BD>
   const device T* vb = v + bh * p.Nk * p.D;
   const int row0 = q0 + int(sg) * kStrip;     // this simdgroup's first query row
   const int qrow = row0 + frag_row(lane);     // this lane's query row
+  const device T* qb = q + bh * p.Nq * p.D;
 
-  TFrag qf[BD / 8];
+  TFrag qf[BD / 8];  // !QTG: this simdgroup's Q strip (QTG never touches it: no registers)
   Frag of[BD / 8];
   Frag sf[BK / 8];
   TFrag pf[BK / 8];
-  load_strip_frags<T, BD>(qf, q + bh * p.Nq * p.D, row0, p.Nq, p.D, lane);
+  if (QTG) {
+    // Visible to every simdgroup after the first K block's barrier; never written again.
+    load_tile<T, BQ, BD>(qs, qb, q0, p.Nq, p.D, tid);
+  } else {
+    load_strip_frags<T, BD>(qf, qb, row0, p.Nq, p.D, lane);
+  }
   strip_zero<BD>(of);
   float m = kMaskScore;
   float l = 0.0f;  // this lane's share of its row's running sum
@@ -61,7 +74,7 @@ template <typename T, int BQ, int BK, int BD>
   for (int k0 = 0; k0 < kend; k0 += BK) {
     load_tile<T, BK, BD>(kv, kb, k0, p.Nk, p.D, tid);
     threadgroup_barrier(mem_flags::mem_threadgroup);  // K visible to every simdgroup
-    strip_abt<BK / 8, BD, T>(sf, qf, kv);            // S = Q K^T
+    strip_qkt<BK / 8, BD, T, QTG>(sf, qf, qs + int(sg) * kStrip * LD, kv);  // S = Q K^T
     const float alpha =
         softmax_update<BK / 8>(sf, m, l, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
     strip_scale<BD>(of, alpha);                       // O *= alpha, per lane
@@ -82,12 +95,13 @@ template <typename T, int BQ, int BK, int BD>
   }
 }
 
-// Instantiations: dtype x head-dim bucket (see host/select.h for the table).
-template [[host_name("attn_fwd_f32_bq32_bk32_bd32")]] [[kernel]] void attn_fwd<float, 32, 32, 32>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], device float* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_fwd_f32_bq32_bk32_bd64")]] [[kernel]] void attn_fwd<float, 32, 32, 64>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], device float* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_fwd_f32_bq32_bk32_bd128")]] [[kernel]] void attn_fwd<float, 32, 32, 128>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], device float* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_fwd_f32_bq32_bk16_bd256")]] [[kernel]] void attn_fwd<float, 32, 16, 256>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], device float* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_fwd_f16_bq32_bk32_bd32")]] [[kernel]] void attn_fwd<half, 32, 32, 32>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], device half* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_fwd_f16_bq32_bk32_bd64")]] [[kernel]] void attn_fwd<half, 32, 32, 64>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], device half* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_fwd_f16_bq32_bk32_bd128")]] [[kernel]] void attn_fwd<half, 32, 32, 128>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], device half* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_fwd_f16_bq32_bk16_bd256")]] [[kernel]] void attn_fwd<half, 32, 16, 256>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], device half* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+// Instantiations: dtype x head-dim bucket (see host/select.h for the table); _qtg: Q block in
+// threadgroup memory (f32 bd256 cannot: its Q block alone would be 33 KiB).
+template [[host_name("attn_fwd_f32_bq32_bk32_bd32")]] [[kernel]] void attn_fwd<float, 32, 32, 32, false>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], device float* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_fwd_f32_bq32_bk32_bd64")]] [[kernel]] void attn_fwd<float, 32, 32, 64, false>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], device float* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_fwd_f32_bq32_bk16_bd128_qtg")]] [[kernel]] void attn_fwd<float, 32, 16, 128, true>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], device float* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_fwd_f32_bq32_bk16_bd256")]] [[kernel]] void attn_fwd<float, 32, 16, 256, false>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], device float* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_fwd_f16_bq32_bk32_bd32")]] [[kernel]] void attn_fwd<half, 32, 32, 32, false>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], device half* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_fwd_f16_bq32_bk32_bd64")]] [[kernel]] void attn_fwd<half, 32, 32, 64, false>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], device half* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_fwd_f16_bq32_bk32_bd128_qtg")]] [[kernel]] void attn_fwd<half, 32, 32, 128, true>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], device half* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_fwd_f16_bq32_bk16_bd256_qtg")]] [[kernel]] void attn_fwd<half, 32, 16, 256, true>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], device half* o [[buffer(3)]], device float* lse [[buffer(4)]], constant orchard::AttnParams& p [[buffer(5)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
