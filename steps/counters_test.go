@@ -121,13 +121,15 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // (kernels/attn_fwd.metal, attn_bwd.metal, loader.h, mma.h, softmax.h), for
 // any shape, causal or not (es is the input dtype's size, nb = bd/8):
 //   - every kernel runs 4 simdgroups, one 8-row strip of the 32-row owned
-//     block each; no simdgroup skips work past N (padded rows and columns
-//     are zeros), so MMAs, fragment loads and tile writes count whole
-//     strips and blocks;
+//     block each (a forward with bq = 64: R = bq/32 = 2 strips each, every
+//     K/V fragment loaded once for both); no simdgroup skips work past N
+//     (padded rows and columns are zeros) nor, under the causal mask, a
+//     strip's fully masked block of a visited K block, so MMAs, fragment
+//     loads and tile writes count whole strips and blocks;
 //   - the blocks visited: fwd and dQ every K block of bk rows (causal: the
 //     ones starting below min(Nk, q0 + 32)), dK/dV every Q block of bq
 //     rows (causal: from the one holding row k0);
-//   - MMAs per simdgroup and streamed block of b rows (strip_abt and
+//   - MMAs per simdgroup, strip and streamed block of b rows (strip_abt and
 //     strip_pb, (b/8)·nb each): fwd 2 (S, P V), dQ 3 (S, dP, dS K), dK/dV 4
 //     (S^T, dP^T, P^T dO, dS^T Q); S, P, dP, dS stay in registers, nothing
 //     else multiplies;
@@ -144,8 +146,9 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 //     the row padding is never touched), and every fragment load of the
 //     products, 64·es bytes (32 lanes, 2 elements each); a _qtg forward also
 //     writes its Q block once per threadgroup (bq·bd·es) and each simdgroup
-//     reads its strip's nb Q fragments once per K block (strip_abt_tile:
-//     one per head-dim step, shared by the step's bk/8 products); dK/dV also writes
+//     reads its R strips' nb Q fragments once per K block (strip_abt_tile:
+//     one per strip and head-dim step, shared by the step's bk/8 products),
+//     the K/V fragments once per simdgroup whatever R; dK/dV also writes
 //     the bq LSE and Delta floats and dkv_scores reads both only for the
 //     visible scores of the owned block's 32·bq;
 //   - device bytes: the owned strips read and the outputs written once per
@@ -166,7 +169,7 @@ func wantCounters(t *testing.T, c countersCase, p metalkern.Pass) metalkern.Coun
 	case "fwd":
 		bq, bk, bd := tiles(t, p.Kernel)
 		nb := bd / 8
-		qtg := qTile(p.Kernel)
+		qtg, strips := qTile(p.Kernel), bq/32
 		tgBytes = es * bk * (bd + 16/es)
 		if qtg {
 			tgBytes += es * bq * (bd + 16/es) // the Q block
@@ -181,10 +184,10 @@ func wantCounters(t *testing.T, c countersCase, p metalkern.Pass) metalkern.Coun
 			}
 			for k0 := 0; k0 < kend; k0 += bk {
 				blocks++
-				mma += 4 * 2 * (bk / 8) * nb               // S = Q K^T, O += P V
+				mma += 4 * strips * 2 * (bk / 8) * nb      // S = Q K^T, O += P V
 				traffic += 2*bk*bd*es + 4*2*(bk/8)*nb*frag // K and V tiles; their fragments
 				if qtg {
-					traffic += 4 * nb * frag // each simdgroup's Q fragments
+					traffic += 4 * strips * nb * frag // each simdgroup's Q fragments
 				}
 				device += 2 * rows(k0, bk, c.Nk) * c.D * es // K and V
 			}
@@ -308,6 +311,7 @@ func TestCountersRunnerAttention(t *testing.T) {
 		{1, 1, 40, 72, 48, npy.Float16, false},
 		{1, 1, 72, 40, 64, npy.Float32, true},
 		{1, 1, 40, 48, 100, npy.Float16, true}, // the f16 bd128 _qtg forward on an edge Q tile
+		{1, 1, 96, 72, 40, npy.Float32, true},  // the f32 bq64 forward: a full and an edge 64-row block
 	}
 	base := len(cases)
 	var table []string

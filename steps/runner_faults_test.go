@@ -204,8 +204,8 @@ func TestRunnerFaultsEndFastAndSpeak(t *testing.T) {
 	r.revert()
 
 	t.Run("hanging kernel", func(t *testing.T) {
-		r.edit("kernels/attn_fwd.metal", "  const float lsum = row_sum(l);\n",
-			"  while (true) {\n  }  // fault\n  const float lsum = row_sum(l);\n")
+		r.edit("kernels/attn_fwd.metal", "    const float lsum = row_sum(l[r]);\n",
+			"    while (true) {\n    }  // fault\n    const float lsum = row_sum(l[r]);\n")
 		run, log := r.run(8 * time.Second) // the emu watchdog: 2 s
 		f := check(run, "forward")
 		ev := strings.Join(f.Evidence, "\n")

@@ -179,8 +179,8 @@ func TestJUnitSameTestcasesPassingOrFailing(t *testing.T) {
 	}
 	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
 		for i, l := range ls {
-			if strings.Contains(l, "float l = 0.0f;") {
-				ls[i] = strings.Replace(l, "float l = 0.0f;", "float l = undeclared_in_metal;", 1)
+			if strings.Contains(l, "l[r] = 0.0f;") {
+				ls[i] = strings.Replace(l, "l[r] = 0.0f;", "l[r] = undeclared_in_metal;", 1)
 			}
 		}
 		return ls
@@ -240,7 +240,7 @@ func TestFourDiagnosticsFourAnnotations(t *testing.T) {
 	var want []int
 	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
 		for i, l := range ls {
-			if strings.Contains(l, "float l = 0.0f;") {
+			if strings.Contains(l, "l[r] = 0.0f;") {
 				var extra []string
 				for n := range 4 {
 					extra = append(extra, fmt.Sprintf("  float e%d = undeclared_%d;", n, n))

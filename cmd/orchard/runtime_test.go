@@ -225,8 +225,8 @@ func TestSyntaxErrorFailsShadersWithFileLine(t *testing.T) {
 	var line int
 	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
 		for i, l := range ls {
-			if strings.Contains(l, "float l = 0.0f;") {
-				ls[i] = strings.Replace(l, "float l = 0.0f;", "float l = undeclared_in_metal;", 1)
+			if strings.Contains(l, "l[r] = 0.0f;") {
+				ls[i] = strings.Replace(l, "l[r] = 0.0f;", "l[r] = undeclared_in_metal;", 1)
 				line = i + 1
 				return ls
 			}
@@ -322,8 +322,8 @@ func TestMetalSubsetViolationFailsShadersWithFileLine(t *testing.T) {
 	var line int
 	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
 		for i, l := range ls {
-			if strings.Contains(l, "float l = 0.0f;") {
-				ls[i] = strings.Replace(l, "float l = 0.0f;", "float l = std::max(0.0f, 0.0f);", 1)
+			if strings.Contains(l, "l[r] = 0.0f;") {
+				ls[i] = strings.Replace(l, "l[r] = 0.0f;", "l[r] = std::max(0.0f, 0.0f);", 1)
 				line = i + 1
 				return ls
 			}

@@ -8,7 +8,8 @@
 //
 // Every kernel runs 128 threads (4 simdgroups x 32); the "owned" block of a
 // pass (Q rows for fwd/dQ, K rows for dK/dV) is 32 rows, one 8-row strip per
-// simdgroup. The streamed block shrinks as bd grows so threadgroup memory
+// simdgroup (the f32 forward at bd <= 64: 64 rows, two strips per
+// simdgroup). The streamed block shrinks as bd grows so threadgroup memory
 // stays within 32 KiB even for float32 tiles (tiles hold the input dtype,
 // rows padded by 16 bytes); threadgroup_bytes() repeats the kernels'
 // arithmetic so the host can check it before dispatch.
@@ -32,7 +33,7 @@ inline size_t dtype_size(DType t) { return t == DType::kF32 ? 4 : 2; }
 enum class Pass { kFwd, kBwdDq, kBwdDkv };
 
 struct Tile {
-  int bq = 0;  // Q rows per block (owned in fwd/dQ, streamed in dK/dV)
+  int bq = 0;  // Q rows per block (owned in fwd/dQ, streamed in dK/dV; fwd 32 or 64)
   int bk = 0;  // K/V rows per block (streamed in fwd/dQ, owned in dK/dV)
   int bd = 0;  // padded head dim
   // Forward only: the Q block (bq x bd) is kept in threadgroup memory next to
@@ -56,12 +57,16 @@ struct Bucket {
 // block sits in threadgroup memory too (q_tg) where both fit in 32 KiB: f16
 // bd128 (8704 + 8704 B), f16 bd256 and f32 bd128 with bk16 (16896 + 8448 B);
 // not f32 bd256 (its Q block alone is 33792 B), which keeps Q in registers.
+// f32 at bd <= 64 takes 64-row Q blocks (two 8-row strips per simdgroup, each
+// K/V fragment read once for both) in threadgroup memory: half the fragment
+// reads per output element (bd64: 17408 + 8704 B); f16 keeps bq32 with Q in
+// registers there (4608 B at bd64, inside the 8 KiB goal).
 // dQ: K and V tiles side by side; dK/dV: Q and dO tiles side by side, so the
 // streamed block halves from bd128 on.
 inline const std::vector<Bucket>& buckets() {
   static const std::vector<Bucket> kBuckets = {
-      {32, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}},
-      {64, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}},
+      {32, {64, 32, 32, true}, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}},
+      {64, {64, 32, 64, true}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}},
       {128, {32, 16, 128, true}, {32, 32, 128, true}, {32, 16, 128}, {16, 32, 128}},
       {256, {32, 16, 256}, {32, 16, 256, true}, {32, 8, 256}, {8, 32, 256}},
   };
@@ -152,7 +157,7 @@ inline Selection select(const AttnShape& s) {
       const Tile& f = b.fwd(s.dtype);
       sel.reason = "D=" + std::to_string(s.D) + " in " + std::to_string(lo) + ".." +
                    std::to_string(b.max_d) + " -> bd" + std::to_string(b.max_d) + ": fwd " +
-                   dtype_tag(s.dtype) + " bk" + std::to_string(f.bk) +
+                   dtype_tag(s.dtype) + " bq" + std::to_string(f.bq) + " bk" + std::to_string(f.bk) +
                    (f.q_tg ? " with Q in threadgroup memory" : " with Q in registers") +
                    ", dQ bk" + std::to_string(b.dq.bk) + ", dK/dV bq" + std::to_string(b.dkv.bq) +
                    " (threadgroup memory <= 32 KiB)";
@@ -202,7 +207,7 @@ constexpr uint64_t kMaxWorkPerDispatch = uint64_t(1) << 34;
 inline uint64_t work_per_group(Pass pass, const Tile& t, const AttnShape& s) {
   switch (pass) {
     case Pass::kFwd:
-      return 2ull * 32 * uint64_t(s.Nk) * uint64_t(t.bd);
+      return 2ull * uint64_t(t.bq) * uint64_t(s.Nk) * uint64_t(t.bd);
     case Pass::kBwdDq:
       return 3ull * 32 * uint64_t(s.Nk) * uint64_t(t.bd) + 32ull * uint64_t(t.bd);
     case Pass::kBwdDkv:

@@ -3,7 +3,8 @@
 // Every kernel runs 4 simdgroups of 32 threads (128 threads per threadgroup).
 // Each simdgroup owns an 8-row strip of the threadgroup's "owned" block (Q
 // rows in the forward and dQ passes, K/V rows in the dK/dV pass), so owned
-// blocks are always 32 rows. Matrix products use 8x8 simdgroup matrices:
+// blocks are 32 rows (kOwnedRows), or a multiple of it where a simdgroup owns
+// several strips (the forward's 64-row Q blocks). Matrix products use 8x8 simdgroup matrices:
 // operands in the input dtype T (Q, K, V, dO as loaded; P and dS converted
 // to T, as MLX steel does), accumulators (S, dP, O, dQ, dK, dV) in float32:
 // Metal's all-float and half x half + float mixes only. Threadgroup tiles

@@ -50,7 +50,7 @@ def test_lines_name_every_dispatch(tmp_path, restore_settings):
     words = [g["word"] for g in got]
     assert words == ["FWD", "BWD", "BWD"] * 2, words
     kernels = [g["kernel"] for g in got]
-    assert kernels[:3] == ["attn_fwd_f32_bq32_bk32_bd32", "attn_bwd_dq_f32_bq32_bk32_bd32",
+    assert kernels[:3] == ["attn_fwd_f32_bq64_bk32_bd32_qtg", "attn_bwd_dq_f32_bq32_bk32_bd32",
                            "attn_bwd_dkv_f32_bq32_bk32_bd32"], kernels
     assert kernels[3].startswith("attn_fwd_f16_")
     for g in got:
@@ -130,7 +130,7 @@ def test_split_dispatches_are_correct_and_logged(tmp_path):
     # ORCHARD_DISPATCH_GROUPS=1: every threadgroup its own dispatch, as the runner does
     path = tmp_path / "split.log"
     code = ("from conftest import math_attention, max_err\n"
-            "q = torch.randn(1, 2, 40, 16).to(%r).requires_grad_()\n"
+            "q = torch.randn(1, 2, 72, 16).to(%r).requires_grad_()\n"
             "k = torch.randn(1, 2, 33, 16).to(%r).requires_grad_()\n"
             "o = orchard_ops.flash_attn(q, k, k, causal=True)\n"
             "o.backward(torch.ones_like(o))\n"
@@ -142,5 +142,5 @@ def test_split_dispatches_are_correct_and_logged(tmp_path):
     assert r.returncode == 0, r.stderr
     got = parse(path)
     fwd = [g["part"] for g in got if g["word"] == "FWD"]
-    assert fwd == ["%d/4" % i for i in range(1, 5)], fwd  # ceil(40/32) x 2 heads
+    assert fwd == ["%d/4" % i for i in range(1, 5)], fwd  # ceil(72/64) x 2 heads (f32 bd32: 64-row Q blocks)
     assert len(got) > 8
