@@ -446,8 +446,8 @@ void Group::mma_bad_handle(ThreadCtx& c, uint32_t h, uint32_t use) {
        describe(loc_site(st.res_loc[j % kMmaResults], st.res_op[j % kMmaResults])) + ")" +
        (use == ~0u ? "" : " as the C operand of its matrix op #" + std::to_string(use)) + " after " +
        std::to_string(n - j - 1) + " more matrix ops: fibers mode defers simdgroup matrix products and keeps " +
-       "the results of a lane's last " + std::to_string(kMmaResults - 1) +
-       " (kMmaResults, orchard_emu/context.h); read the result sooner (thread_elements, simdgroup_store), "
+       "the results of each lane's last " + std::to_string(kMmaResults - 1) +
+       " matrix ops (kMmaResults - 1, orchard_emu/context.h); read the result sooner (thread_elements, simdgroup_store), "
        "or run with ORCHARD_EMU_MODE=threads (products computed at once)");
 }
 
