@@ -459,14 +459,15 @@ void Group::mma_complete(ThreadCtx& c, uint32_t n) {
   MmaStore& st = *sg.store;
   MmaRec& r = st.rec[n % kMmaWindow];
   r.arrived = 0;
+  const float* c_in = r.c;
   if (r.cmask) {
     const bool h = r.kind & kMmaHalfC;
-    if (r.cmask == sg.full && !r.cmixed) {
+    if (r.cmask == sg.full && !r.cmixed) {  // the usual accumulator chain: C is one earlier result
       const float* src = st.res[r.cj0 % kMmaResults];
       if (h)
         for (int i = 0; i < 64; ++i) r.c[i] = through_half(src[i]);
       else
-        std::memcpy(r.c, src, sizeof r.c);
+        c_in = src;
     } else {
       for (uint32_t m = r.cmask; m; m &= m - 1) {
         const unsigned l = unsigned(__builtin_ctz(m)), at = kLaneAt.at[l];
@@ -481,9 +482,9 @@ void Group::mma_complete(ThreadCtx& c, uint32_t n) {
     alignas(16) float a[64], b[64];
     widen_halves(reinterpret_cast<const std::uint16_t*>(r.ab), a);
     widen_halves(reinterpret_cast<const std::uint16_t*>(r.ab + 128), b);
-    mma_product(a, b, r.c, d);
+    mma_product(a, b, c_in, d);
   } else {
-    mma_product(reinterpret_cast<const float*>(r.ab), reinterpret_cast<const float*>(r.ab + 256), r.c, d);
+    mma_product(reinterpret_cast<const float*>(r.ab), reinterpret_cast<const float*>(r.ab + 256), c_in, d);
   }
   st.res_loc[n % kMmaResults] = r.loc;
   st.res_op[n % kMmaResults] = r.op;
