@@ -460,18 +460,24 @@ void Group::mma_complete(ThreadCtx& c, uint32_t n) {
   MmaRec& r = st.rec[n % kMmaWindow];
   r.arrived = 0;
   const float* c_in = r.c;
-  if (r.cmask) {
+  uint32_t any = 0, diff = 0;  // some lane's C is pending; lanes' C differ from lane 0's
+  for (unsigned l = 0; l < kSimdWidth; ++l) {
+    any |= r.cj[l];
+    diff |= r.cj[l] ^ r.cj[0];
+  }
+  if (any) {
     const bool h = r.kind & kMmaHalfC;
-    if (r.cmask == sg.full && !r.cmixed) {  // the usual accumulator chain: C is one earlier result
-      const float* src = st.res[r.cj0 % kMmaResults];
+    if (!diff) {  // the usual accumulator chain: every lane's C is one earlier result
+      const float* src = st.res[(r.cj[0] - 1) % kMmaResults];
       if (h)
         for (int i = 0; i < 64; ++i) r.c[i] = through_half(src[i]);
       else
         c_in = src;
     } else {
-      for (uint32_t m = r.cmask; m; m &= m - 1) {
-        const unsigned l = unsigned(__builtin_ctz(m)), at = kLaneAt.at[l];
-        const float* src = st.res[r.cj[l] % kMmaResults] + at;
+      for (unsigned l = 0; l < kSimdWidth; ++l) {
+        if (!r.cj[l]) continue;
+        const unsigned at = kLaneAt.at[l];
+        const float* src = st.res[(r.cj[l] - 1) % kMmaResults] + at;
         r.c[at] = h ? through_half(src[0]) : src[0];
         r.c[at + 1] = h ? through_half(src[1]) : src[1];
       }

@@ -137,10 +137,7 @@ struct MmaRec {
   const char* op;
   unsigned char kind;        // MmaKind bits
   unsigned char arrived;     // lanes that deposited (0: the record is free)
-  bool cmixed;               // the pending C elements come from different ops
-  std::uint32_t cmask;       // lanes whose C is a pending result: of op cj[lane] (= cj0 unless cmixed)
-  std::uint32_t cj0;
-  std::uint32_t cj[32];
+  std::uint32_t cj[32];      // lane l's C: the result of op cj[l] - 1, or its elements in c when 0
 };
 static_assert(sizeof(MmaRec) <= 1024);
 struct alignas(1024) MmaSlot : MmaRec {};  // a power-of-two stride: rec[n % kMmaWindow] is a shift
@@ -167,50 +164,46 @@ void mma_site(ThreadCtx& c, const std::source_location& loc, const char* op, uns
 void mma_complete(ThreadCtx& c, std::uint32_t n);
 void mma_wait_result(ThreadCtx& c, std::uint32_t j);
 
-// The deposit (fibers mode): lane c's elements of its next matrix op (mine:
-// 24 bytes, the combine's slot layout: float A, B, C, or for kMmaHalfAB the
-// raw halves of A and B then float C; C is not read when c_handle names a
-// pending result, kMmaHalfC: of a half matrix). Returns the handle of the
-// lane's pending result.
-[[gnu::always_inline]] inline std::uint32_t mma_defer(ThreadCtx& c, const unsigned char* mine, std::uint32_t ch,
-                                                      const std::source_location& loc, const char* op,
-                                                      unsigned kind) {
+// The deposit (fibers mode): lane c's elements of its next matrix op: A and
+// B (2 floats each, or 2 raw halves each for kMmaHalfAB), C (2 floats; not
+// read when ch names a pending result; kMmaHalfC: C is a half matrix).
+// Returns the handle of the lane's pending result. A lane's ops at one call
+// site in one function (the same source_location bytes) have the same
+// operand types, so only a differing site needs the kind compared.
+[[gnu::always_inline]] inline std::uint32_t mma_defer(ThreadCtx& c, const void* a, const void* b, const float* cv,
+                                                      std::uint32_t ch, const std::source_location& loc,
+                                                      const char* op, unsigned kind) {
   MmaSimd& m = *c.mma;
   const unsigned lane = c.thread_index_in_simdgroup;
-  std::uint32_t n = m.ops[lane];
+  const std::uint32_t n = m.ops[lane];
   if (n >= m.limit) [[unlikely]] mma_enter(c, op);
   MmaRec& r = m.rec[n % kMmaWindow];
   if (r.arrived == 0) {
     r.loc = loc;
     r.op = op;
     r.kind = (unsigned char)kind;
-    r.cmask = 0;
-    r.cmixed = false;
-  } else if (__builtin_memcmp(&r.loc, &loc, sizeof loc) != 0 || r.kind != kind) [[unlikely]] {
+  } else if (__builtin_memcmp(&r.loc, &loc, sizeof loc) != 0) [[unlikely]] {
     mma_site(c, loc, op, kind);
   }
   const unsigned at = c.mma_at;
   if (kind & kMmaHalfAB) {
-    __builtin_memcpy(r.ab + 2 * at, mine, 4);
-    __builtin_memcpy(r.ab + 128 + 2 * at, mine + 4, 4);
+    __builtin_memcpy(r.ab + 2 * at, a, 4);
+    __builtin_memcpy(r.ab + 128 + 2 * at, b, 4);
   } else {
-    __builtin_memcpy(r.ab + 4 * at, mine, 8);
-    __builtin_memcpy(r.ab + 256 + 4 * at, mine + 8, 8);
+    __builtin_memcpy(r.ab + 4 * at, a, 8);
+    __builtin_memcpy(r.ab + 256 + 4 * at, b, 8);
   }
   if (ch) {
-    const std::uint32_t j = (ch >> 5) - 1;
-    // op j must be among the lane's last kMmaResults - 1 ops: then its result
-    // is still kept when this op is computed
-    if ((ch & 31u) != lane || n - j - 1 >= kMmaResults - 1) [[unlikely]]
-      mma_bad_handle(c, ch, n);
-    r.cj[lane] = j;
-    if (!r.cmask)
-      r.cj0 = j;
-    else if (j != r.cj0)
-      r.cmixed = true;
-    r.cmask |= 1u << lane;
+    // ch = (j + 1) << 5 | lane for one of the lane's last kMmaResults - 1
+    // ops j (then its result is still kept when this op is computed): d is
+    // (n - j - 1) << 5 exactly then; another lane's handle leaves low bits,
+    // which the rotation turns into a huge value
+    const std::uint32_t d = (n << 5 | lane) - ch;
+    if ((d >> 5 | d << 27) >= kMmaResults - 1) [[unlikely]] mma_bad_handle(c, ch, n);
+    r.cj[lane] = ch >> 5;
   } else {
-    __builtin_memcpy(&r.c[at], mine + (kind & kMmaHalfAB ? 8 : 16), 8);
+    r.cj[lane] = 0;
+    __builtin_memcpy(&r.c[at], cv, 8);
   }
   m.ops[lane] = n + 1;
   if (++r.arrived == 32) mma_complete(c, n);
@@ -221,9 +214,10 @@ void mma_wait_result(ThreadCtx& c, std::uint32_t j);
 [[gnu::always_inline]] inline const float* mma_read(ThreadCtx& c, std::uint32_t h) {
   const unsigned lane = c.thread_index_in_simdgroup;
   const std::uint32_t j = (h >> 5) - 1;
-  if (!c.mma || (h & 31u) != lane || c.mma->ops[lane] - j - 1 >= kMmaResults - 1) [[unlikely]]
-    mma_bad_handle(c, h, ~0u);
+  if (!c.mma) [[unlikely]] mma_bad_handle(c, h, ~0u);
   MmaSimd& m = *c.mma;
+  const std::uint32_t d = (m.ops[lane] << 5 | lane) - h;  // as in mma_defer: (ops - j - 1) << 5
+  if ((d >> 5 | d << 27) >= kMmaResults - 1) [[unlikely]] mma_bad_handle(c, h, ~0u);
   if (j >= m.completed) [[unlikely]] mma_wait_result(c, j);
   return &m.res[j % kMmaResults][c.mma_at];
 }

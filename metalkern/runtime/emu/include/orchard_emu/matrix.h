@@ -177,23 +177,32 @@ template <class D, class A, class B, class C>
   const std::uint32_t ch = c ? c->pend : 0;
   if (ch && !cx.mma) c->resolve();  // reports the stray handle
   const simdgroup_matrix<C, 8, 8>* cv = ch ? nullptr : c;
-  alignas(8) unsigned char mine[24];
-  if constexpr (kHalf) {
-    struct {
-      half ab[4];
-      float c[2];
-    } v = {{a.e.x, a.e.y, b.e.x, b.e.y}, {acc_float(cv, 0), acc_float(cv, 1)}};
-    static_assert(sizeof v == 16);
-    __builtin_memcpy(mine, &v, sizeof v);
-  } else {
-    float v[6] = {float(a.e.x), float(a.e.y), float(b.e.x), float(b.e.y), acc_float(cv, 0), acc_float(cv, 1)};
-    __builtin_memcpy(mine, v, sizeof v);
-  }
   if (cx.mma) {
-    d.pend = orchard_emu::mma_defer(cx, mine, ch, loc, op,
+    // C's two floats: in place for a float C, converted for a half one, zeros without C
+    alignas(8) float cf[2] = {0.0f, 0.0f};
+    const float* cp = cf;
+    if constexpr (std::is_same_v<C, float>) {
+      if (cv) cp = &cv->e.x;
+    } else {
+      cf[0] = acc_float(cv, 0);
+      cf[1] = acc_float(cv, 1);
+    }
+    d.pend = orchard_emu::mma_defer(cx, &a.e, &b.e, cp, ch, loc, op,
                                     (kHalf ? orchard_emu::kMmaHalfAB : 0u) |
                                         (std::is_same_v<C, half> ? orchard_emu::kMmaHalfC : 0u));
   } else {
+    alignas(8) unsigned char mine[24];
+    if constexpr (kHalf) {
+      struct {
+        half ab[4];
+        float c[2];
+      } v = {{a.e.x, a.e.y, b.e.x, b.e.y}, {acc_float(cv, 0), acc_float(cv, 1)}};
+      static_assert(sizeof v == 16);
+      __builtin_memcpy(mine, &v, sizeof v);
+    } else {
+      float v[6] = {float(a.e.x), float(a.e.y), float(b.e.x), float(b.e.y), acc_float(cv, 0), acc_float(cv, 1)};
+      __builtin_memcpy(mine, v, sizeof v);
+    }
     orchard_emu::Xchg x = orchard_emu::exchange(mine, kHalf ? 16 : 24, loc, op,
                                                 kHalf ? &orchard_emu::mma_combine_f16 : &orchard_emu::mma_combine_f32);
     if (x.width != 32) orchard_emu::fail(std::string(op) + " in a simdgroup with fewer than 32 threads");
