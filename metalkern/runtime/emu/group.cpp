@@ -197,7 +197,12 @@ void Group::arrive_tg(ThreadCtx& c, const Site& s) {
     diverge(me + " but " + threads_where(kWaitTg, nullptr) + kTgFix);
   }
   if (tg_arrived_ == 0) tg_site_ = s;
-  if (mode_ == Mode::kFibers) check_ops(c, sg, 1, &s);
+  if (mode_ == Mode::kFibers) {
+    const uint32_t ops = sg.mma.ops[c.thread_index_in_simdgroup];
+    if ((sg.tg && ops != sg.tg_ops) || sg.mwait) [[unlikely]]
+      check_ops(c, sg, 1, &s);
+    sg.tg_ops = ops;  // the count of the simdgroup's lanes at the barrier (all equal, checked)
+  }
   sg.tg |= 1u << c.thread_index_in_simdgroup;
   if (++tg_arrived_ == n_) {
     release_tg(t);
