@@ -394,6 +394,7 @@ void Group::mma_wake(Simd& sg, uint32_t n) {
   sg.mwait = keep;
   sg.wake_at = next;
   sched_->runnable[sg.first / 64] |= uint64_t(go) << (sg.first % 64);
+  progress.fetch_add(1, std::memory_order_relaxed);  // a lane 64 ops ahead waits and wakes: no false watchdog
 }
 
 // Before op n = ops[lane] when n >= limit: the 32-lane rule, the first

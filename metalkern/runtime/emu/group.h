@@ -15,8 +15,8 @@
 //
 // Deferred matrix products (fibers mode; docs/emu.md "Matrix products in
 // fibers mode", orchard_emu/context.h): simdgroup_multiply(_accumulate) does
-// not wait for the other lanes. Lane l deposits its operand elements into the record of its
-// simdgroup's matrix op #n (n = the lane's count of matrix ops so far) and
+// not wait for the other lanes. Lane l deposits its operand elements into the
+// record of its simdgroup's matrix op #n (n = the lane's count so far) and
 // goes on with a pending result (a handle: op n, lane l); the last lane to
 // deposit op n computes the product, with the same combine as the
 // synchronous exchange. A lane waits only to read a pending value, or when
@@ -45,6 +45,7 @@ enum class Mode { kFibers, kThreads };
 inline constexpr std::size_t kTgLimit = 32768;  // bytes of threadgroup memory
 inline constexpr unsigned kMaxThreads = 1024;   // threads per threadgroup
 inline constexpr unsigned kSimdWidth = 32;
+
 // A barrier / simd-op call site.
 struct Site {
   const char* file = nullptr;
@@ -102,7 +103,7 @@ class Group {
   std::string state_summary();   // who waits where, who runs, who returned
   std::string where() const;     // "kernel 'k', threadgroup (x,y,z)"
 
-  std::atomic<uint64_t> progress{0};  // bumped on releases and exits (watchdog)
+  std::atomic<uint64_t> progress{0};  // bumped on releases, wake-ups and exits (watchdog)
 
  private:
   enum St : uint8_t { kRunning, kWaitTg, kWaitSg, kWaitMma, kDone };
