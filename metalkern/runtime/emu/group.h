@@ -12,12 +12,27 @@
 //  - a lane waiting at a simd op while a lane of its simdgroup waits at a
 //    threadgroup_barrier, or a thread that returned while others wait (or
 //    before they arrive), is divergence too.
+//
+// Deferred matrix products (fibers mode; docs/emu.md "Matrix products in
+// fibers mode", orchard_emu/context.h): simdgroup_multiply(_accumulate) does
+// not wait for the other lanes. Lane l deposits its operand elements into the
+// record of its simdgroup's matrix op #n (n = the lane's count so far) and
+// goes on with a pending result (a handle: op n, lane l); the last lane to
+// deposit op n computes the product, with the same combine as the
+// synchronous exchange. A lane waits only to read a pending value, or when
+// kMmaWindow of its ops are in flight. Added divergence rules:
+//  - every lane's op #n is at the same call site (and of the same kind);
+//  - lanes reach an exchange, a threadgroup_barrier or return with the same
+//    count of matrix ops (so every op is complete there);
+//  - a lane never waits for an op that a lane which has not done it cannot
+//    reach (that lane waits at an exchange or barrier, or returned).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <source_location>
 #include <string>
 #include <vector>
 
@@ -69,6 +84,13 @@ class Group {
   unsigned size() const { return n_; }
 
   void arrive_tg(ThreadCtx& c, const Site& s);
+  // Deferred matrix ops (fibers mode): the launcher's side of context.h's
+  // mma_enter, mma_site, mma_bad_handle, mma_complete and mma_wait_result.
+  void mma_enter(ThreadCtx& c, const char* op);
+  void mma_site(ThreadCtx& c, const std::source_location& loc, const char* op, unsigned kind);
+  [[noreturn]] void mma_bad_handle(ThreadCtx& c, uint32_t h, uint32_t use);
+  void mma_complete(ThreadCtx& c, uint32_t n);
+  void mma_wait_result(ThreadCtx& c, uint32_t j);
   // The lane has written its slot (ThreadCtx::slot); waits for its simdgroup
   // at site s, runs combine once, and returns every lane's slot.
   Xchg arrive_xchg(ThreadCtx& c, const Site& s, Combine combine);
@@ -81,10 +103,11 @@ class Group {
   std::string state_summary();   // who waits where, who runs, who returned
   std::string where() const;     // "kernel 'k', threadgroup (x,y,z)"
 
-  std::atomic<uint64_t> progress{0};  // bumped on releases and exits (watchdog)
+  std::atomic<uint64_t> progress{0};  // bumped on releases, wake-ups and exits (watchdog)
 
  private:
-  enum St : uint8_t { kRunning, kWaitTg, kWaitSg, kDone };
+  enum St : uint8_t { kRunning, kWaitTg, kWaitSg, kWaitMma, kDone };
+  struct MmaStore;  // group.cpp
   // Per simdgroup, bit i = lane i: waiting at the simd op `site`, waiting at
   // the threadgroup barrier (tg_site_), returned. A lane in none is running.
   struct Simd {
@@ -93,7 +116,17 @@ class Group {
     uint32_t wait = 0, tg = 0, done = 0;
     std::atomic<uint32_t> phase{0};  // bumped on release; threads mode waits on it (futex)
     Site site;
+    // Matrix-op counts of the lanes waiting at `site`, at the barrier, and
+    // of those that returned (each set by the first such lane, checked by
+    // the others); fibers mode only.
+    uint32_t site_ops = 0, tg_ops = 0, done_ops = 0;
     alignas(64) unsigned char slots[2][kSimdWidth][kSlotBytes];
+    // Deferred matrix ops (fibers mode): the state the shim reads, lanes
+    // waiting for op wait_op[lane] (wake_at: the smallest), the storage.
+    MmaSimd mma;
+    uint32_t mwait = 0, wake_at = 0;
+    uint32_t wait_op[kSimdWidth] = {};
+    std::unique_ptr<MmaStore> store;  // allocated at the simdgroup's first matrix op
   };
   struct TgAlloc {
     const TgSite* site;
@@ -104,11 +137,20 @@ class Group {
   void release_tg(unsigned me);
   void release_sg(Simd& sg, unsigned me);
   [[noreturn]] void diverge_sg(ThreadCtx& c, const Site& s);
+  // Deferred matrix ops (fibers mode), group.cpp.
+  void check_ops(ThreadCtx& c, Simd& sg, int what, const Site* s);
+  [[noreturn]] void diverge_ops(ThreadCtx& c, Simd& sg, const std::string& head, uint32_t others, uint32_t their_ops);
+  void mma_wait(ThreadCtx& c, Simd& sg, uint32_t op, uint32_t start);
+  void mma_wake(Simd& sg, uint32_t n);
+  std::string op_name(const Simd& sg, uint32_t n) const;  // "matrix op #n (file:l:c (op))"
+  std::string mma_waiters(const Simd& sg, uint32_t lanes) const;
   void arrive_sg_fibers(ThreadCtx& c, Simd& sg, const Site& s, Combine combine, unsigned char* slots);
   St state(unsigned t) const;
   void wait(Lock& lk, unsigned t, std::atomic<uint32_t>& phase);
   [[noreturn]] void diverge(const std::string& what);
-  std::string threads_where(St st, const Simd* sg) const;
+  // "lanes 0-15 wait at f.metal:3:9 (simd_sum)": the threads in state st (of
+  // sg and in `only`, or of the group when sg is null), by site.
+  std::string threads_where(St st, const Simd* sg, uint32_t only = ~0u) const;
 
   const Mode mode_;
   const KernelEntry* kernel_ = nullptr;

@@ -13,6 +13,7 @@
 
 #include "fiber.h"
 #include "group.h"
+#include "mma.h"
 #include "orchard_emu/matrix.h"
 #include "pool.h"
 
@@ -71,95 +72,43 @@ void barrier_sg(const std::source_location& loc, const char* op) {
 }
 
 namespace {
-// Row-major index of lane l's first element (the second is next to it).
-struct LaneAt {
-  unsigned char at[kSimdWidth];
-};
-constexpr LaneAt make_lane_at() {
-  LaneAt a{};
-  for (unsigned l = 0; l < kSimdWidth; ++l) a.at[l] = (unsigned char)(metal::detail::sg_row(l) * 8 + metal::detail::sg_col(l));
-  return a;
-}
-constexpr LaneAt kLaneAt = make_lane_at();
-typedef float F4 __attribute__((vector_size(16)));
-}  // namespace
-
-namespace {
-typedef std::uint32_t U4 __attribute__((vector_size(16)));
-
-// out[i] = half_bits_to_float(h[i]) for 64 elements, 4 at a time (the same
-// steps on vectors; the compiler does not vectorise the scalar function's
-// selects on its own).
-inline void widen_halves(const std::uint16_t (&h)[64], float (&out)[64]) {
-  for (int i = 0; i < 64; i += 4) {
-    const U4 x = {h[i], h[i + 1], h[i + 2], h[i + 3]};
-    const U4 em = (x & 0x7fffu) << 13;
-    const U4 exp = em & 0x0f800000u;
-    const U4 normal = em + 0x38000000u;
-    const U4 special = (normal + 0x38000000u) | ((U4)((em & 0x007fe000u) != 0u) & 0x00400000u);
-    const F4 sub = (F4)(em + 0x38800000u) - 0x1p-14f;
-    const U4 is_special = (U4)(exp == 0x0f800000u), is_sub = (U4)(exp == 0u);
-    U4 r = (special & is_special) | ((U4)sub & is_sub) | (normal & ~(is_special | is_sub));
-    r |= (x & 0x8000u) << 16;
-    std::memcpy(&out[i], &r, 16);
-  }
-}
-
-// D = A * B + C on row-major 8x8 floats m[0] = A, m[1] = B, m[2] = C; each
-// lane's two elements of D go to bytes 24..31 of its slot.
-// D(r, c) = C(r, c) + A(r, 0) B(0, c) + ... + A(r, 7) B(7, c), in that
-// order, one multiply and one add per term (4 columns per vector op).
-inline void mma_product(const float (&m)[3][64], unsigned char* slots) {
-  alignas(16) float d[64];
-  for (int r = 0; r < 8; ++r) {
-    F4 lo, hi;
-    std::memcpy(&lo, &m[2][r * 8], 16);
-    std::memcpy(&hi, &m[2][r * 8 + 4], 16);
-    for (int k = 0; k < 8; ++k) {
-      float a = m[0][r * 8 + k];
-      F4 av = {a, a, a, a}, blo, bhi;
-      std::memcpy(&blo, &m[1][k * 8], 16);
-      std::memcpy(&bhi, &m[1][k * 8 + 4], 16);
-      lo += av * blo;
-      hi += av * bhi;
-    }
-    std::memcpy(&d[r * 8], &lo, 16);
-    std::memcpy(&d[r * 8 + 4], &hi, 16);
-  }
-  for (unsigned l = 0; l < kSimdWidth; ++l) std::memcpy(slots + l * kSlotBytes + 24, &d[kLaneAt.at[l]], 8);
-}
-}  // namespace
-
-void mma_combine_f32(unsigned char* slots, unsigned width) {
-  if (width != kSimdWidth) return;  // every lane reports it (see metal::detail::sg_mma)
-  // Gather A, B, C (row-major 8x8) from the lanes' slots with Apple's layout.
-  alignas(16) float m[3][64];
-  for (unsigned l = 0; l < kSimdWidth; ++l) {
-    const unsigned char* e = slots + l * kSlotBytes;
-    unsigned at = kLaneAt.at[l];
-    std::memcpy(&m[0][at], e, 8);
-    std::memcpy(&m[1][at], e + 8, 8);
-    std::memcpy(&m[2][at], e + 16, 8);
-  }
-  mma_product(m, slots);
-}
-
-void mma_combine_f16(unsigned char* slots, unsigned width) {
-  if (width != kSimdWidth) return;
-  // Gather the raw halves of A and B and C's floats, then widen A and B:
-  // 128 conversions per product, in one vectorised loop.
+// Gather A, B, C (row-major 8x8) from the lanes' slots with Apple's layout,
+// the product, and each lane's two elements of D to bytes 24..31 of its slot.
+inline void mma_exchange(const unsigned char* slots, unsigned char* out, bool halves) {
   alignas(16) std::uint16_t h[2][64];
   alignas(16) float m[3][64];
   for (unsigned l = 0; l < kSimdWidth; ++l) {
     const unsigned char* e = slots + l * kSlotBytes;
     unsigned at = kLaneAt.at[l];
-    std::memcpy(&h[0][at], e, 4);
-    std::memcpy(&h[1][at], e + 4, 4);
-    std::memcpy(&m[2][at], e + 8, 8);
+    if (halves) {
+      std::memcpy(&h[0][at], e, 4);
+      std::memcpy(&h[1][at], e + 4, 4);
+      std::memcpy(&m[2][at], e + 8, 8);
+    } else {
+      std::memcpy(&m[0][at], e, 8);
+      std::memcpy(&m[1][at], e + 8, 8);
+      std::memcpy(&m[2][at], e + 16, 8);
+    }
   }
-  widen_halves(h[0], m[0]);
-  widen_halves(h[1], m[1]);
-  mma_product(m, slots);
+  if (halves) {
+    widen_halves(h[0], m[0]);
+    widen_halves(h[1], m[1]);
+  }
+  alignas(16) float d[64];
+  mma_product(m[0], m[1], m[2], d);
+  for (unsigned l = 0; l < kSimdWidth; ++l) std::memcpy(out + l * kSlotBytes, &d[kLaneAt.at[l]], 8);
+}
+}  // namespace
+
+// The synchronous exchange (threads mode; fibers mode defers, group.cpp).
+void mma_combine_f32(unsigned char* slots, unsigned width) {
+  if (width != kSimdWidth) return;  // every lane reports it (see metal::detail::sg_mma)
+  mma_exchange(slots, slots + 24, false);
+}
+
+void mma_combine_f16(unsigned char* slots, unsigned width) {
+  if (width != kSimdWidth) return;
+  mma_exchange(slots, slots + 24, true);
 }
 
 void* tg_alloc(const TgSite& s, std::size_t size, std::size_t align) { return group_of(ctx()).tg_alloc(s, size, align); }

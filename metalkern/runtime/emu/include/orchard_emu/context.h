@@ -13,6 +13,8 @@
 
 namespace orchard_emu {
 
+struct MmaSimd;  // below
+
 // Per emulated thread: the MSL builtins plus the launcher's bookkeeping.
 struct ThreadCtx {
   metal::uint3 thread_position_in_grid;
@@ -29,6 +31,10 @@ struct ThreadCtx {
   void* group;      // the orchard_emu::Group running this thread
   unsigned xchg;    // simd exchanges done so far (selects the exchange buffer)
   unsigned char* slot[2];  // this lane's exchange slot in each of the two buffers
+  // Fibers mode: its simdgroup's deferred matrix ops (null in threads mode:
+  // products are exchanges), and the row-major index of its first element.
+  MmaSimd* mma;
+  unsigned mma_at;
 };
 
 // The emulated thread running on this OS thread (fibers switch it).
@@ -106,6 +112,116 @@ inline float half_bits_to_float(std::uint16_t h) {
   __builtin_memcpy(&f, &r, 4);
   return f;
 }
+// Deferred matrix products (fibers mode; docs/emu.md "Matrix products in
+// fibers mode"). A lane's simdgroup_multiply(_accumulate) does not wait for
+// the other lanes: it deposits its operand elements into the record of its
+// simdgroup's matrix op #n (n = its own count of matrix ops), inline in the
+// shim (orchard_emu/matrix.h), and keeps a handle to its pending result,
+// (n + 1) << 5 | lane. The last lane to deposit op n computes the product
+// (mma_complete: the synchronous exchange's arithmetic, emu/mma.h). Reading a
+// pending result waits until its op is computed (mma_wait_result).
+inline constexpr unsigned kMmaWindow = 64;     // records per simdgroup: ops in flight
+inline constexpr unsigned kMmaResults = 1024;  // results kept per simdgroup
+// A lane may use (read, or pass as C) the result of its op j while j is
+// among its last kMmaResults - 1 ops; later it may have been overwritten,
+// and the launcher reports it (mma_bad_handle).
+inline constexpr std::uint32_t kMaxMmaOps = (1u << 27) - 2;  // per simdgroup and threadgroup (handle bits)
+enum MmaKind : unsigned { kMmaHalfAB = 1, kMmaHalfC = 2 };
+
+// One matrix op in flight: the operands gathered row-major as the lanes
+// deposit them (lane l's elements at mma_at and mma_at + 1).
+struct MmaRec {
+  alignas(64) unsigned char ab[512];  // A at 0, B at 256 (float); half A, B at 0 and 128 (binary16)
+  float c[64];
+  std::source_location loc;  // the call site (the first lane to deposit)
+  const char* op;
+  unsigned char kind;        // MmaKind bits
+  unsigned char arrived;     // lanes that deposited (0: the record is free)
+  std::uint32_t cj[32];      // lane l's C: the result of op cj[l] - 1, or its elements in c when 0
+};
+static_assert(sizeof(MmaRec) <= 1024);
+struct alignas(1024) MmaSlot : MmaRec {};  // a power-of-two stride: rec[n % kMmaWindow] is a shift
+
+// The deferred-op state of one simdgroup, shared by its lanes.
+struct MmaSimd {
+  std::uint32_t ops[32] = {};   // matrix ops each lane has deposited
+  std::uint32_t completed = 0;  // ops 0..completed-1 are computed
+  std::uint32_t limit = 0;      // a lane deposits op n < limit inline; otherwise mma_enter first
+  MmaSlot* rec = nullptr;       // kMmaWindow records: op n in rec[n % kMmaWindow]
+  float (*res)[64] = nullptr;   // kMmaResults results: op j's D (row-major) in res[j % kMmaResults]
+};
+
+// Out-of-line parts of a deposit and a read (emu/group.cpp), for lane c:
+// before op n = c.mma->ops[lane] when n >= limit (first op: allocation and
+// the 32-lane rule; flow control: waits for op n - kMmaWindow; the handle
+// limit); a lane's op #n at another call site or with other operand types
+// than the other lanes' (divergence unless only the function differs); a
+// bad or stale handle (always an error); the last deposit of op n; waiting
+// for op j.
+void mma_enter(ThreadCtx& c, const char* op);
+void mma_site(ThreadCtx& c, const std::source_location& loc, const char* op, unsigned kind);
+[[noreturn]] void mma_bad_handle(ThreadCtx& c, std::uint32_t handle, std::uint32_t use);
+void mma_complete(ThreadCtx& c, std::uint32_t n);
+void mma_wait_result(ThreadCtx& c, std::uint32_t j);
+
+// The deposit (fibers mode): lane c's elements of its next matrix op: A and
+// B (2 floats each, or 2 raw halves each for kMmaHalfAB), C (2 floats; not
+// read when ch names a pending result; kMmaHalfC: C is a half matrix).
+// Returns the handle of the lane's pending result. A lane's ops at one call
+// site in one function (the same source_location bytes) have the same
+// operand types, so only a differing site needs the kind compared.
+[[gnu::always_inline]] inline std::uint32_t mma_defer(ThreadCtx& c, const void* a, const void* b, const float* cv,
+                                                      std::uint32_t ch, const std::source_location& loc,
+                                                      const char* op, unsigned kind) {
+  MmaSimd& m = *c.mma;
+  const unsigned lane = c.thread_index_in_simdgroup;
+  const std::uint32_t n = m.ops[lane];
+  if (n >= m.limit) [[unlikely]] mma_enter(c, op);
+  MmaRec& r = m.rec[n % kMmaWindow];
+  if (r.arrived == 0) {
+    r.loc = loc;
+    r.op = op;
+    r.kind = (unsigned char)kind;
+  } else if (__builtin_memcmp(&r.loc, &loc, sizeof loc) != 0) [[unlikely]] {
+    mma_site(c, loc, op, kind);
+  }
+  const unsigned at = c.mma_at;
+  if (kind & kMmaHalfAB) {
+    __builtin_memcpy(r.ab + 2 * at, a, 4);
+    __builtin_memcpy(r.ab + 128 + 2 * at, b, 4);
+  } else {
+    __builtin_memcpy(r.ab + 4 * at, a, 8);
+    __builtin_memcpy(r.ab + 256 + 4 * at, b, 8);
+  }
+  if (ch) {
+    // ch = (j + 1) << 5 | lane for one of the lane's last kMmaResults - 1
+    // ops j (then its result is still kept when this op is computed): d is
+    // (n - j - 1) << 5 exactly then; another lane's handle leaves low bits,
+    // which the rotation turns into a huge value
+    const std::uint32_t d = (n << 5 | lane) - ch;
+    if ((d >> 5 | d << 27) >= kMmaResults - 1) [[unlikely]] mma_bad_handle(c, ch, n);
+    r.cj[lane] = ch >> 5;
+  } else {
+    r.cj[lane] = 0;
+    __builtin_memcpy(&r.c[at], cv, 8);
+  }
+  m.ops[lane] = n + 1;
+  if (++r.arrived == 32) mma_complete(c, n);
+  return (n + 1) << 5 | lane;
+}
+
+// The two floats of lane c's element of its pending result h.
+[[gnu::always_inline]] inline const float* mma_read(ThreadCtx& c, std::uint32_t h) {
+  const unsigned lane = c.thread_index_in_simdgroup;
+  const std::uint32_t j = (h >> 5) - 1;
+  if (!c.mma) [[unlikely]] mma_bad_handle(c, h, ~0u);
+  MmaSimd& m = *c.mma;
+  const std::uint32_t d = (m.ops[lane] << 5 | lane) - h;  // as in mma_defer: (ops - j - 1) << 5
+  if ((d >> 5 | d << 27) >= kMmaResults - 1) [[unlikely]] mma_bad_handle(c, h, ~0u);
+  if (j >= m.completed) [[unlikely]] mma_wait_result(c, j);
+  return &m.res[j % kMmaResults][c.mma_at];
+}
+
 void* tg_alloc(const TgSite& site, std::size_t size, std::size_t align);
 [[noreturn]] void fail(const std::string& msg);  // throws KernelError naming the kernel
 

@@ -4,9 +4,15 @@
 //   r = (l / 4 & 4) + (l / 2) % 4   and columns   c = (l / 4 & 2) * 2 + (l % 2) * 2, c + 1
 // (the layout MLX's steel kernels and metal-flash-attention rely on).
 // simdgroup_load / simdgroup_store touch only the calling lane's elements;
-// multiply(_accumulate) is a simd exchange (all 32 lanes, same call site)
-// whose product is computed once, by the launcher (mma_combine_f32, and
+// multiply(_accumulate) involves all 32 lanes (same call site) and its
+// product is computed once, by the launcher (mma_combine_f32, and
 // mma_combine_f16 for half operands, widened there once per element).
+// Threads mode: a simd exchange (every lane waits for the product). Fibers
+// mode: deferred (context.h mma_defer): the lane deposits its elements and
+// holds a pending result (`pend`, a handle) that is read, waiting if the
+// product is not computed yet, by thread_elements(), simdgroup_store and use
+// as an A or B operand; as a C operand it is passed on as a handle. Copies
+// copy the handle (the result does not change once computed).
 // Loads with transpose read M(r, c) = src[(origin.x + c) * elements_per_row +
 // origin.y + r]: matrix_origin is given in the loaded matrix's coordinates.
 #pragma once
@@ -37,7 +43,8 @@ inline constexpr SgIndex kSgIndex = make_sg_index();
 
 template <class T, int Cols, int Rows> struct simdgroup_matrix {
   static_assert(Cols == 8 && Rows == 8, "emu supports 8x8 simdgroup matrices only");
-  vec<T, 2> e;  // this lane's two elements
+  mutable vec<T, 2> e;             // this lane's two elements (when pend == 0)
+  mutable std::uint32_t pend = 0;  // fibers mode: handle of the pending product, 0 when e holds the value
 
   simdgroup_matrix() = default;
   // A diagonal matrix with `d` on the diagonal (MSL's scalar constructor).
@@ -46,8 +53,23 @@ template <class T, int Cols, int Rows> struct simdgroup_matrix {
     int r = detail::sg_row(l), c = detail::sg_col(l);
     e = vec<T, 2>(r == c ? d : T(0), r == c + 1 ? d : T(0));
   }
-  vec<T, 2>& thread_elements() { return e; }
-  const vec<T, 2>& thread_elements() const { return e; }
+  [[gnu::always_inline]] vec<T, 2>& thread_elements() {
+    resolve();
+    return e;
+  }
+  [[gnu::always_inline]] const vec<T, 2>& thread_elements() const {
+    resolve();
+    return e;
+  }
+  // Turns a pending product into this lane's value (same conversion as the
+  // synchronous path: the float result to T).
+  [[gnu::always_inline]] void resolve() const {
+    if (pend) [[unlikely]] {
+      const float* r = orchard_emu::mma_read(orchard_emu::ctx(), pend);
+      e = vec<T, 2>(T(r[0]), T(r[1]));
+      pend = 0;
+    }
+  }
 };
 using simdgroup_float8x8 = simdgroup_matrix<float, 8, 8>;
 using simdgroup_half8x8 = simdgroup_matrix<half, 8, 8>;
@@ -77,11 +99,12 @@ template <class T, class U, class I = ulong>
 
 template <class T, class U, class I = ulong>
   requires std::is_same_v<std::remove_cv_t<U>, T>
-void simdgroup_load(simdgroup_matrix<T, 8, 8>& d, const U* src, ulong elements_per_row = 8,
+[[gnu::always_inline]] inline void simdgroup_load(simdgroup_matrix<T, 8, 8>& d, const U* src, ulong elements_per_row = 8,
                     vec<I, 2> matrix_origin = vec<I, 2>(0), bool transpose_matrix = false) {
-  unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
-  ulong r = ulong(matrix_origin.y) + ulong(detail::sg_row(l));
-  ulong c = ulong(matrix_origin.x) + ulong(detail::sg_col(l));
+  const unsigned at = orchard_emu::ctx().mma_at;  // sg_row(lane) * 8 + sg_col(lane)
+  ulong r = ulong(matrix_origin.y) + ulong(at >> 3);
+  ulong c = ulong(matrix_origin.x) + ulong(at & 7u);
+  d.pend = 0;  // a pending product in d is overwritten, not read
   if (transpose_matrix) {
     d.e = vec<T, 2>(T(src[c * elements_per_row + r]), T(src[(c + 1) * elements_per_row + r]));
   } else {
@@ -98,11 +121,12 @@ template <class T, class U, class I = ulong>
 
 template <class T, class U, class I = ulong>
   requires std::is_same_v<U, T>
-void simdgroup_store(const simdgroup_matrix<T, 8, 8>& m, U* dst, ulong elements_per_row = 8,
+[[gnu::always_inline]] inline void simdgroup_store(const simdgroup_matrix<T, 8, 8>& m, U* dst, ulong elements_per_row = 8,
                      vec<I, 2> matrix_origin = vec<I, 2>(0), bool transpose_matrix = false) {
-  unsigned l = orchard_emu::ctx().thread_index_in_simdgroup;
-  ulong r = ulong(matrix_origin.y) + ulong(detail::sg_row(l));
-  ulong c = ulong(matrix_origin.x) + ulong(detail::sg_col(l));
+  m.resolve();
+  const unsigned at = orchard_emu::ctx().mma_at;  // sg_row(lane) * 8 + sg_col(lane)
+  ulong r = ulong(matrix_origin.y) + ulong(at >> 3);
+  ulong c = ulong(matrix_origin.x) + ulong(at & 7u);
   if (transpose_matrix) {
     dst[c * elements_per_row + r] = U(m.e.x);
     dst[(c + 1) * elements_per_row + r] = U(m.e.y);
@@ -141,28 +165,55 @@ template <class C> float acc_float(const simdgroup_matrix<C, 8, 8>* c, int j) {
   }
 }
 template <class D, class A, class B, class C>
-void sg_mma(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a, const simdgroup_matrix<B, 8, 8>& b,
+[[gnu::always_inline]] inline void sg_mma(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a, const simdgroup_matrix<B, 8, 8>& b,
             const simdgroup_matrix<C, 8, 8>* c, const srcloc& loc, const char* op) {
-  orchard_emu::Xchg x;
-  if constexpr (std::is_same_v<A, half>) {
-    static_assert(std::is_same_v<B, half>);
-    struct {
-      half ab[4];
-      float c[2];
-    } mine = {{a.e.x, a.e.y, b.e.x, b.e.y}, {acc_float(c, 0), acc_float(c, 1)}};
-    static_assert(sizeof mine == 16);
-    x = orchard_emu::exchange(&mine, sizeof mine, loc, op, &orchard_emu::mma_combine_f16);
+  constexpr bool kHalf = std::is_same_v<A, half>;
+  static_assert(kHalf == std::is_same_v<B, half>);
+  orchard_emu::ThreadCtx& cx = orchard_emu::ctx();
+  a.resolve();
+  b.resolve();
+  // Fibers mode: a pending C goes as its handle (the launcher resolves it;
+  // in threads mode nothing is pending).
+  const std::uint32_t ch = c ? c->pend : 0;
+  if (ch && !cx.mma) c->resolve();  // reports the stray handle
+  const simdgroup_matrix<C, 8, 8>* cv = ch ? nullptr : c;
+  if (cx.mma) {
+    // C's two floats: in place for a float C, converted for a half one, zeros without C
+    alignas(8) float cf[2] = {0.0f, 0.0f};
+    const float* cp = cf;
+    if constexpr (std::is_same_v<C, float>) {
+      if (cv) cp = &cv->e.x;
+    } else {
+      cf[0] = acc_float(cv, 0);
+      cf[1] = acc_float(cv, 1);
+    }
+    d.pend = orchard_emu::mma_defer(cx, &a.e, &b.e, cp, ch, loc, op,
+                                    (kHalf ? orchard_emu::kMmaHalfAB : 0u) |
+                                        (std::is_same_v<C, half> ? orchard_emu::kMmaHalfC : 0u));
   } else {
-    float mine[6] = {float(a.e.x), float(a.e.y), float(b.e.x), float(b.e.y), acc_float(c, 0), acc_float(c, 1)};
-    x = orchard_emu::exchange(mine, sizeof mine, loc, op, &orchard_emu::mma_combine_f32);
+    alignas(8) unsigned char mine[24];
+    if constexpr (kHalf) {
+      struct {
+        half ab[4];
+        float c[2];
+      } v = {{a.e.x, a.e.y, b.e.x, b.e.y}, {acc_float(cv, 0), acc_float(cv, 1)}};
+      static_assert(sizeof v == 16);
+      __builtin_memcpy(mine, &v, sizeof v);
+    } else {
+      float v[6] = {float(a.e.x), float(a.e.y), float(b.e.x), float(b.e.y), acc_float(cv, 0), acc_float(cv, 1)};
+      __builtin_memcpy(mine, v, sizeof v);
+    }
+    orchard_emu::Xchg x = orchard_emu::exchange(mine, kHalf ? 16 : 24, loc, op,
+                                                kHalf ? &orchard_emu::mma_combine_f16 : &orchard_emu::mma_combine_f32);
+    if (x.width != 32) orchard_emu::fail(std::string(op) + " in a simdgroup with fewer than 32 threads");
+    float out[2];
+    __builtin_memcpy(out, x.base + x.lane * orchard_emu::kSlotBytes + 6 * sizeof(float), sizeof out);
+    d.e = vec<D, 2>(D(out[0]), D(out[1]));
+    d.pend = 0;
   }
-  if (x.width != 32) orchard_emu::fail(std::string(op) + " in a simdgroup with fewer than 32 threads");
 #ifdef ORCHARD_EMU_COUNTERS
-  if (x.lane == 0) ++orchard_emu::work().mma;  // one 8x8x8 product per simdgroup
+  if (cx.thread_index_in_simdgroup == 0) ++orchard_emu::work().mma;  // one 8x8x8 product per simdgroup
 #endif
-  float out[2];
-  __builtin_memcpy(out, x.base + x.lane * orchard_emu::kSlotBytes + 6 * sizeof(float), sizeof out);
-  d.e = vec<D, 2>(D(out[0]), D(out[1]));
 }
 }  // namespace detail
 
@@ -175,7 +226,7 @@ template <class D, class A, class B, class C>
 }
 template <class D, class A, class B, class C>
   requires(detail::mma_mix_ok<D, A, B, C>())
-void simdgroup_multiply_accumulate(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
+[[gnu::always_inline]] inline void simdgroup_multiply_accumulate(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
                                    const simdgroup_matrix<B, 8, 8>& b, const simdgroup_matrix<C, 8, 8>& c,
                                    const srcloc& loc = srcloc::current()) {
   detail::sg_mma(d, a, b, &c, loc, "simdgroup_multiply_accumulate");
@@ -189,7 +240,7 @@ template <class D, class A, class B>
 }
 template <class D, class A, class B>
   requires(detail::mma_mix_ok<D, A, B, D>())
-void simdgroup_multiply(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
+[[gnu::always_inline]] inline void simdgroup_multiply(simdgroup_matrix<D, 8, 8>& d, const simdgroup_matrix<A, 8, 8>& a,
                         const simdgroup_matrix<B, 8, 8>& b, const srcloc& loc = srcloc::current()) {
   detail::sg_mma(d, a, b, static_cast<const simdgroup_matrix<float, 8, 8>*>(nullptr), loc,
                  "simdgroup_multiply");
