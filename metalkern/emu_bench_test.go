@@ -4,9 +4,11 @@ package metalkern
 // Go reference): the same shape, B=1 H=1 N=256 D=64, non-causal (float32,
 // the goal's case, and float16).
 // They build the real runner once (shared with runlog_test.go's full build)
-// and time what the runner itself reports as `ms`: the dispatch calls only,
-// without process start-up or .npy I/O (docs/runtime.md). docs/perf.md has
-// the figures and the commands.
+// and report what the runner itself reports: `ms` (runner-ms: the pass's wall
+// time on the host, without process start-up or .npy I/O, docs/runtime.md)
+// and `gpu_ms` (emu-ms: the emulation's own time of the dispatch, the
+// kernel's run only; the worker pool and fiber stacks are set up before it).
+// docs/perf.md has the figures and the commands.
 
 import (
 	"encoding/json"
@@ -42,7 +44,7 @@ func emuBenchRunner(b *testing.B) string {
 	return runlogFull.bin
 }
 
-// BenchmarkEmuForward: the runner's `ms` for one forward dispatch, fibers
+// BenchmarkEmuForward: the runner's `ms` and `gpu_ms` for one forward dispatch, fibers
 // mode, float32 and float16 inputs (the same values), with 1 worker and with
 // the default (one per core).
 //
@@ -76,23 +78,27 @@ func BenchmarkEmuForward(b *testing.B) {
 				a = append(append([]string{}, args...), "--workers", fmt.Sprint(workers))
 			}
 			b.Run(name, func(b *testing.B) {
-				var sum float64
-				lo := math.Inf(1)
+				var sum, sumEmu float64
+				lo, loEmu := math.Inf(1), math.Inf(1)
 				for b.Loop() {
-					ms := emuBenchRun(b, bin, a)
-					sum += ms
-					lo = min(lo, ms)
+					st := emuBenchRun(b, bin, a)
+					sum += st.MS
+					lo = min(lo, st.MS)
+					sumEmu += st.GPUMS
+					loEmu = min(loEmu, st.GPUMS)
 				}
 				b.ReportMetric(sum/float64(b.N), "runner-ms/op")
 				b.ReportMetric(lo, "min-runner-ms")
+				b.ReportMetric(sumEmu/float64(b.N), "emu-ms/op")
+				b.ReportMetric(loEmu, "min-emu-ms")
 			})
 		}
 	}
 }
 
 // emuBenchRun runs the runner with the ORCHARD_* variables of the caller
-// removed (no logs) and returns its `ms`.
-func emuBenchRun(b *testing.B, bin string, args []string) float64 {
+// removed (no logs) and returns its statistics.
+func emuBenchRun(b *testing.B, bin string, args []string) Stats {
 	b.Helper()
 	cmd := exec.Command(bin, args...)
 	for _, kv := range os.Environ() {
@@ -110,5 +116,8 @@ func emuBenchRun(b *testing.B, bin string, args []string) float64 {
 	if err := json.Unmarshal(lastJSONLine(out), &st); err != nil {
 		b.Fatalf("runner output: %v: %q", err, out)
 	}
-	return st.MS
+	if st.TimeSource != "emu" || st.GPUMS <= 0 {
+		b.Fatalf("runner output: want time_source emu and gpu_ms > 0, got %q and %v", st.TimeSource, st.GPUMS)
+	}
+	return st
 }

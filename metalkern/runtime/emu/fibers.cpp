@@ -181,6 +181,24 @@ class FiberPool final : public Pool {
   }
   bool poisoned() const override { return poisoned_; }
 
+  // The stacks for n fibers of each worker a dispatch of `groups` groups
+  // uses, mapped (one mprotect per guard page) and the top two pages of
+  // each touched (the first frames' page faults), here rather than in the
+  // timed dispatch. The workers are idle: the caller holds the run lock,
+  // and run() hands them work under mu_ afterwards.
+  void warm(unsigned long long groups, unsigned n) override {
+    const std::size_t used = std::size_t(std::min<unsigned long long>(groups, workers_.size()));
+    for (std::size_t i = 0; i < used; ++i) {
+      Worker* w = workers_[i].get();
+      w->stacks.ensure(n);
+      for (unsigned t = 0; t < n; ++t) {
+        volatile char* top = static_cast<volatile char*>(w->stacks.top(t));
+        top[-1] = 0;
+        top[-4097] = 0;
+      }
+    }
+  }
+
   void run(const KernelEntry& k, const Launch& l, metal::uint3 groups, metal::uint3 tpg) override {
     if (poisoned_) throw std::runtime_error("emu: an earlier dispatch hung and its threads still run the kernel (they may write to its buffers): restart the process");
     {

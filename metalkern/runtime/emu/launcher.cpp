@@ -226,4 +226,13 @@ void Launcher::dispatch(const KernelEntry& k, metal::uint3 groups, metal::uint3 
   s->pool->run(k, l, groups, tpg);
 }
 
+void Launcher::warm(metal::uint3 groups, metal::uint3 tpg) const {
+  const unsigned long long n = 1ull * tpg.x * tpg.y * tpg.z;
+  const unsigned long long g = 1ull * groups.x * groups.y * groups.z;
+  if (!n || n > kMaxThreads || !g) return;  // dispatch reports the bad shape
+  Slot* s = acquire(opts_);
+  std::lock_guard<std::mutex> run(s->run_mu);
+  if (!s->pool->poisoned()) s->pool->warm(g, unsigned(n));
+}
+
 }  // namespace orchard_emu

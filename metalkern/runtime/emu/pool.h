@@ -16,6 +16,12 @@ class Pool {
   // Runs every threadgroup of the dispatch; throws std::runtime_error with
   // the first (lowest group index) kernel error, or on a watchdog timeout.
   virtual void run(const KernelEntry& k, const Launch& l, metal::uint3 groups, metal::uint3 tpg) = 0;
+  // Prepares for `groups` threadgroups of `threads` threads (Launcher::warm);
+  // the caller holds the slot's run lock. Threads mode has nothing to prepare.
+  virtual void warm(unsigned long long groups, unsigned threads) {
+    (void)groups;
+    (void)threads;
+  }
   // True after a watchdog timeout left threads running: the pool can be
   // neither reused nor destroyed (the launcher leaks it).
   virtual bool poisoned() const = 0;
