@@ -255,8 +255,18 @@ func TestMissingBarrierFailsRaceCheckWithMetalLine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the ThreadSanitizer runner (-short)")
 	}
-	var removed int
+	var removed, qtile int
 	rt := editKernel(t, "attn_fwd.metal", func(ls []string) []string {
+		// The _qtg kernels load their Q block once, before the loop; the same
+		// barrier publishes it, so the race found may be on either tile.
+		for i, l := range ls {
+			if strings.Contains(l, "load_tile<T, BQ, BD>(qs, qb") {
+				qtile = i + 1
+			}
+		}
+		if qtile == 0 {
+			t.Fatal("Q block load not found in attn_fwd.metal")
+		}
 		// The barrier between loading the K tile and reading it.
 		for i := 1; i < len(ls); i++ {
 			if strings.Contains(ls[i-1], "load_tile<T, BK, BD>(kv, kb") && strings.Contains(ls[i], "threadgroup_barrier") {
@@ -273,8 +283,9 @@ func TestMissingBarrierFailsRaceCheckWithMetalLine(t *testing.T) {
 	if code != 1 || c.Status != checks.Fail {
 		t.Fatalf("exit %d, races %+v\n%s", code, c, stderr)
 	}
-	if c.File != filepath.Join(rt, "kernels", "attn_fwd.metal") || c.Line < removed-2 || c.Line > removed+2 {
-		t.Fatalf("race points at %s:%d; the barrier was at line %d", c.File, c.Line, removed)
+	nearBarrier := c.Line >= removed-2 && c.Line <= removed+2
+	if c.File != filepath.Join(rt, "kernels", "attn_fwd.metal") || !(nearBarrier || c.Line == qtile) {
+		t.Fatalf("race points at %s:%d; the barrier was at line %d (the Q block load at line %d)", c.File, c.Line, removed, qtile)
 	}
 	if !strings.Contains(strings.Join(c.Evidence, "\n"), "data race") {
 		t.Fatalf("evidence: %v", c.Evidence)
