@@ -191,6 +191,7 @@ class FiberPool final : public Pool {
     for (std::size_t i = 0; i < used; ++i) {
       Worker* w = workers_[i].get();
       w->stacks.ensure(n);
+      w->group.reserve(n);
       for (unsigned t = 0; t < n; ++t) {
         volatile char* top = static_cast<volatile char*>(w->stacks.top(t));
         top[-1] = 0;
