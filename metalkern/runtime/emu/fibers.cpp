@@ -183,14 +183,16 @@ class FiberPool final : public Pool {
 
   // The stacks for n fibers of each worker a dispatch of `groups` groups
   // uses, mapped (one mprotect per guard page) and the top two pages of
-  // each touched (the first frames' page faults), here rather than in the
-  // timed dispatch. The workers are idle: the caller holds the run lock,
+  // each touched (the first frames' page faults), and the deferred-op
+  // storage of its full simdgroups allocated and touched (Group::reserve),
+  // here rather than in the timed dispatch. The workers are idle: the caller holds the run lock,
   // and run() hands them work under mu_ afterwards.
   void warm(unsigned long long groups, unsigned n) override {
     const std::size_t used = std::size_t(std::min<unsigned long long>(groups, workers_.size()));
     for (std::size_t i = 0; i < used; ++i) {
       Worker* w = workers_[i].get();
       w->stacks.ensure(n);
+      w->group.reserve(n);
       for (unsigned t = 0; t < n; ++t) {
         volatile char* top = static_cast<volatile char*>(w->stacks.top(t));
         top[-1] = 0;

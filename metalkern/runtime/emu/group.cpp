@@ -84,6 +84,25 @@ void Group::configure(const KernelEntry* k, metal::uint3 tpg, metal::uint3 group
   tg_used_ = kTgLimit;  // the first group of the dispatch poisons the whole arena
 }
 
+void Group::reserve(unsigned n) {
+  if (mode_ != Mode::kFibers || n == 0 || n > kMaxThreads) return;
+  if (n != n_) {  // configure() keeps these when the dispatch has the same group size
+    nsg_ = (n + kSimdWidth - 1) / kSimdWidth;
+    sgs_.reset(new Simd[nsg_]);
+    n_ = n;
+  }
+  // Only full simdgroups: a smaller one fails at its first matrix op
+  // (mma_enter, before any allocation), as without this.
+  for (unsigned i = 0; (i + 1) * kSimdWidth <= n; ++i) {
+    Simd& sg = sgs_[i];
+    if (sg.store) continue;
+    sg.store.reset(new MmaStore);
+    std::memset(static_cast<void*>(sg.store.get()), 0, sizeof(MmaStore));  // every page touched; arrived = 0
+    sg.mma.rec = sg.store->rec;
+    sg.mma.res = sg.store->res;
+  }
+}
+
 void Group::begin(metal::uint3 pos, ThreadCtx* ctx) {
   pos_ = pos;
   aborted_.store(false);

@@ -79,6 +79,10 @@ class Group {
 
   // Per dispatch: the kernel, the shape, and (fibers) the scheduler.
   void configure(const KernelEntry* k, metal::uint3 tpg, metal::uint3 groups, Scheduler* s);
+  // Fibers mode, before a dispatch of n-thread groups (FiberPool::warm):
+  // the deferred-op storage of each full simdgroup allocated and its pages
+  // touched, so the first matrix ops do not page-fault in the timed run.
+  void reserve(unsigned n);
   // Per threadgroup: resets the state and fills ctx[0..size()).
   void begin(metal::uint3 group_pos, ThreadCtx* ctx);
   unsigned size() const { return n_; }

@@ -140,7 +140,14 @@ struct MmaRec {
   std::uint32_t cj[32];      // lane l's C: the result of op cj[l] - 1, or its elements in c when 0
 };
 static_assert(sizeof(MmaRec) <= 1024);
-struct alignas(1024) MmaSlot : MmaRec {};  // a power-of-two stride: rec[n % kMmaWindow] is a shift
+// Records 17 cache lines apart (not a power of two): the same field of the
+// kMmaWindow records falls in 64 different L1 sets, not 4 (with a 1024-byte
+// stride a lane's deposits into its ops in flight evicted one another).
+inline constexpr std::size_t kMmaSlotBytes = 17 * 64;
+struct alignas(64) MmaSlot : MmaRec {
+  unsigned char pad_[kMmaSlotBytes - sizeof(MmaRec)];
+};
+static_assert(sizeof(MmaSlot) == kMmaSlotBytes);
 
 // The deferred-op state of one simdgroup, shared by its lanes.
 struct MmaSimd {
