@@ -25,8 +25,13 @@ using namespace metal;
 #include "softmax.h"
 
 // dQ for one 32-row Q block, and the block's Delta. K and V blocks of BK rows
-// sit side by side in threadgroup memory.
-template <typename T, int BQ, int BK, int BD>
+// sit side by side in threadgroup memory. Each simdgroup's Q strip is cached
+// in registers (BD/8 operand fragments per lane) or, QTG, the whole Q block
+// is loaded once into a third tile and S = Q K^T reads one Q fragment at a
+// time from it (strip_qkt, as the forward's _qtg kernels); DOTG (only with
+// QTG) does the same for the dO block in dP = dO V^T, and Delta is then
+// summed from that tile after the barrier that publishes it.
+template <typename T, int BQ, int BK, int BD, bool QTG, bool DOTG>
 [[max_total_threads_per_threadgroup(128)]]  // kThreads (attn_common.h), host kThreadsPerGroup
 [[kernel]] void attn_bwd_dq(const device T* q [[buffer(0)]], const device T* k [[buffer(1)]],
                             const device T* v [[buffer(2)]], const device T* o [[buffer(3)]],
@@ -39,13 +44,16 @@ template <typename T, int BQ, int BK, int BD>
                             uint lane [[thread_index_in_simdgroup]]) {
   static_assert(BQ == kOwnedRows, "the Q block is one 8-row strip per simdgroup");
   static_assert(BK % 8 == 0 && BD % 8 == 0, "tiles are made of 8x8 fragments");
+  static_assert(QTG || !DOTG, "the dO block sits in threadgroup memory only next to the Q block");
   typedef simdgroup_matrix<T, 8, 8> TFrag;  // operand fragment, input dtype
   constexpr int LD = TileLd<T, BD>::value;
-  constexpr int kSmem = 2 * BK * LD;
+  constexpr int kSmem = (2 * BK + (QTG ? BQ : 0) + (DOTG ? BQ : 0)) * LD;
   static_assert(kSmem * int(sizeof(T)) <= kMaxThreadgroupBytes, "threadgroup memory over 32 KiB");
   threadgroup T smem[kSmem];
   threadgroup T* ks = smem;                 // K block: BK x BD, row stride LD
   threadgroup T* vs = ks + BK * LD;         // V block: BK x BD, row stride LD
+  threadgroup T* qs = vs + BK * LD;         // QTG: the Q block, BQ x BD, row stride LD, written once
+  threadgroup T* dos = qs + BQ * LD;        // DOTG: the dO block, BQ x BD, row stride LD, written once
 
   const int q0 = (int(tgid.x) + p.group_x0) * BQ;  // grid position: dispatch offset added
   const int bh = (int(tgid.z) + p.group_z0) * p.H + int(tgid.y) + p.group_y0;
@@ -55,18 +63,31 @@ template <typename T, int BQ, int BK, int BD>
   const int row0 = q0 + int(sg) * kStrip;
   const int qrow = row0 + frag_row(lane);
 
-  TFrag qf[BD / 8];
-  TFrag dof[BD / 8];
+  TFrag qf[BD / 8];   // !QTG: this simdgroup's Q strip (QTG never touches it: no registers)
+  TFrag dof[BD / 8];  // !DOTG: its dO strip
   Frag dqf[BD / 8];
   Frag sf[BK / 8];
   Frag dpf[BK / 8];
   TFrag dsf[BK / 8];
-  load_strip_frags<T, BD>(qf, q + qoff, row0, p.Nq, p.D, lane);
-  load_strip_frags<T, BD>(dof, dout + qoff, row0, p.Nq, p.D, lane);
-  strip_zero<BD>(dqf);
+  if (QTG) {
+    // Visible to every simdgroup after the barrier below (DOTG) or the first K block's; never written again.
+    load_tile<T, BQ, BD>(qs, q + qoff, q0, p.Nq, p.D, tid);
+  } else {
+    load_strip_frags<T, BD>(qf, q + qoff, row0, p.Nq, p.D, lane);
+  }
   // Delta = rowsum(dO * O): each lane's share, then the row's 4 lanes; the
-  // row's leader lane stores it for the dK/dV pass.
-  const float dl = row_sum(strip_row_dot<T, BD>(o + qoff, dof, row0, p.Nq, p.D, lane));
+  // row's leader lane stores it for the dK/dV pass. The same products in the
+  // same order whether dO comes from registers or from its tile.
+  float dl;
+  if (DOTG) {
+    load_tile<T, BQ, BD>(dos, dout + qoff, q0, p.Nq, p.D, tid);
+    threadgroup_barrier(mem_flags::mem_threadgroup);  // Q, dO blocks visible to every simdgroup
+    dl = row_sum(strip_row_dot_tile<T, BD>(o + qoff, dos + int(sg) * kStrip * LD, row0, p.Nq, p.D, lane));
+  } else {
+    load_strip_frags<T, BD>(dof, dout + qoff, row0, p.Nq, p.D, lane);
+    dl = row_sum(strip_row_dot<T, BD>(o + qoff, dof, row0, p.Nq, p.D, lane));
+  }
+  strip_zero<BD>(dqf);
   float l2 = 0.0f;
   if (qrow < p.Nq) {
     l2 = lse[bh * p.Nq + qrow] * kLog2e;
@@ -81,8 +102,8 @@ template <typename T, int BQ, int BK, int BD>
     load_tile<T, BK, BD>(ks, kb, k0, p.Nk, p.D, tid);
     load_tile<T, BK, BD>(vs, vb, k0, p.Nk, p.D, tid);
     threadgroup_barrier(mem_flags::mem_threadgroup);  // K, V visible to every simdgroup
-    strip_abt<BK / 8, BD, T>(sf, qf, ks);    // S = Q K^T
-    strip_abt<BK / 8, BD, T>(dpf, dof, vs);  // dP = dO V^T
+    strip_qkt<BK / 8, BD, T, QTG, 1>(sf, qf, qs + int(sg) * kStrip * LD, ks);      // S = Q K^T
+    strip_qkt<BK / 8, BD, T, DOTG, 1>(dpf, dof, dos + int(sg) * kStrip * LD, vs);  // dP = dO V^T
     dq_scores<BK / 8>(sf, dpf, l2, dl, qrow, k0, p.Nq, p.Nk, p.causal, p.scale_log2, lane);
     strip_to_operand<BK / 8>(dsf, sf);        // dS in the input dtype
     strip_pb<BK / 8, BD, T>(dqf, dsf, ks);   // dQ += dS K
@@ -165,14 +186,14 @@ template <typename T, int BQ, int BK, int BD>
 }
 
 // Instantiations: dtype x head-dim bucket (see host/select.h for the table).
-template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 32>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 64>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f32_bq32_bk16_bd128")]] [[kernel]] void attn_bwd_dq<float, 32, 16, 128>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f32_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<float, 32, 8, 256>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 32>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 64>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f16_bq32_bk16_bd128")]] [[kernel]] void attn_bwd_dq<half, 32, 16, 128>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
-template [[host_name("attn_bwd_dq_f16_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<half, 32, 8, 256>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 32, false, false>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<float, 32, 32, 64, false, false>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk8_bd128_qtg")]] [[kernel]] void attn_bwd_dq<float, 32, 8, 128, true, false>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f32_bq32_bk8_bd256")]] [[kernel]] void attn_bwd_dq<float, 32, 8, 256, false, false>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* o [[buffer(3)]], const device float* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device float* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 32, false, false>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dq<half, 32, 32, 64, false, false>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk16_bd128_qdotg")]] [[kernel]] void attn_bwd_dq<half, 32, 16, 128, true, true>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
+template [[host_name("attn_bwd_dq_f16_bq32_bk8_bd256_qtg")]] [[kernel]] void attn_bwd_dq<half, 32, 8, 256, true, false>(const device half* q [[buffer(0)]], const device half* k [[buffer(1)]], const device half* v [[buffer(2)]], const device half* o [[buffer(3)]], const device half* dout [[buffer(4)]], const device float* lse [[buffer(5)]], device float* delta [[buffer(6)]], device half* dq [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
 template [[host_name("attn_bwd_dkv_f32_bq32_bk32_bd32")]] [[kernel]] void attn_bwd_dkv<float, 32, 32, 32>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
 template [[host_name("attn_bwd_dkv_f32_bq32_bk32_bd64")]] [[kernel]] void attn_bwd_dkv<float, 32, 32, 64>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
 template [[host_name("attn_bwd_dkv_f32_bq16_bk32_bd128")]] [[kernel]] void attn_bwd_dkv<float, 16, 32, 128>(const device float* q [[buffer(0)]], const device float* k [[buffer(1)]], const device float* v [[buffer(2)]], const device float* dout [[buffer(3)]], const device float* lse [[buffer(4)]], const device float* delta [[buffer(5)]], device float* dk [[buffer(6)]], device float* dv [[buffer(7)]], constant orchard::AttnParams& p [[buffer(8)]], uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]], uint sg [[simdgroup_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]);
