@@ -74,11 +74,13 @@ struct Bucket {
 // reads per output element (bd64: 17408 + 8704 B); f16 keeps bq32 with Q in
 // registers there (4608 B at bd64, inside the 8 KiB goal).
 // dQ: K and V tiles side by side; dK/dV: Q and dO tiles side by side, so the
-// streamed block halves from bd128 on. From bd128 on dQ's owned operands move
+// streamed block halves from bd128 on. From bd128 on the owned operands move
 // to threadgroup memory where they fit next to the streamed tiles:
 //   dQ f16 bd128: Q and dO (8704 + 8704) + K/V bk16 (8704) = 26112 B;
 //   dQ f16 bd256 and f32 bd128: Q (16896) + K/V bk8 (8448) = 25344 B (f32
 //     bd128's K/V block halves from bk16: Q and K/V at bk16 would be 33792 B);
+//   dK/dV f16 bd128: K and V (8704 + 8704) + Q/dO bq16 (8704) + stats 128 = 26240 B;
+//   dK/dV f16 bd256 and f32 bd128: K (16896) + Q/dO bq8 (8448) + stats 64 = 25408 B;
 //   f32 bd256: nothing fits (a 32-row block alone is 33280 B): registers.
 inline const std::vector<Bucket>& buckets() {
   // Tile: bq, bk, bd, q_tg, do_tg, k_tg, v_tg.
@@ -87,10 +89,10 @@ inline const std::vector<Bucket>& buckets() {
       {64, {64, 32, 64, true}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}},
       {128, {32, 16, 128, true}, {32, 32, 128, true},
        {32, 8, 128, true}, {32, 16, 128, true, true},
-       {16, 32, 128}, {16, 32, 128}},
+       {8, 32, 128, false, false, true}, {16, 32, 128, false, false, true, true}},
       {256, {32, 16, 256}, {32, 16, 256, true},
        {32, 8, 256}, {32, 8, 256, true},
-       {8, 32, 256}, {8, 32, 256}},
+       {8, 32, 256}, {8, 32, 256, false, false, true}},
   };
   return kBuckets;
 }
