@@ -68,7 +68,7 @@ struct Bucket {
 // Head-dim buckets. fwd: K and V share one BK x bd tile; from bd128 on the Q
 // block sits in threadgroup memory too (q_tg) where both fit in 32 KiB: f16
 // bd128 (8704 + 8704 B), f16 bd256 and f32 bd128 with bk16 (16896 + 8448 B);
-// not f32 bd256 (its Q block alone is 33792 B), which keeps Q in registers.
+// not f32 bd256 (its Q block alone is 33280 B), which keeps Q in registers.
 // f32 at bd <= 64 takes 64-row Q blocks (two 8-row strips per simdgroup, each
 // K/V fragment read once for both) in threadgroup memory: half the fragment
 // reads per output element (bd64: 17408 + 8704 B); f16 keeps bq32 with Q in
