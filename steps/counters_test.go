@@ -95,11 +95,13 @@ func writeCountersInputs(t *testing.T, dir string, c countersCase) metalkern.Req
 	return req
 }
 
-var tileRE = regexp.MustCompile(`_bq(\d+)_bk(\d+)_bd(\d+)(_qtg)?$`)
+var tileRE = regexp.MustCompile(`_bq(\d+)_bk(\d+)_bd(\d+)(_qtg|_qdotg|_ktg|_kvtg)?$`)
 
 // tiles reads (bq, bk, bd) off a kernel name (select.h kernel_name; a
-// forward kernel whose name ends in _qtg keeps its Q block in threadgroup
-// memory, qTile).
+// forward or dQ kernel whose name ends in _qtg keeps its Q block in
+// threadgroup memory, qTile; a dQ kernel ending in _qdotg its Q and dO
+// blocks, a dK/dV kernel ending in _ktg its K block and in _kvtg its K and V
+// blocks, tgOperands).
 func tiles(t *testing.T, kernel string) (bq, bk, bd int) {
 	t.Helper()
 	m := tileRE.FindStringSubmatch(kernel)
@@ -114,6 +116,18 @@ func tiles(t *testing.T, kernel string) (bq, bk, bd int) {
 
 // qTile: the forward kernel keeps its Q block in threadgroup memory (Tile.q_tg).
 func qTile(kernel string) bool { return strings.HasSuffix(kernel, "_qtg") }
+
+// tgOperands: how many of a backward kernel's two owned operands (dQ: Q, dO;
+// dK/dV: K, V) sit in threadgroup memory (0, 1: the first, 2: both).
+func tgOperands(kernel string) int {
+	switch {
+	case strings.HasSuffix(kernel, "_qdotg"), strings.HasSuffix(kernel, "_kvtg"):
+		return 2
+	case strings.HasSuffix(kernel, "_qtg"), strings.HasSuffix(kernel, "_ktg"):
+		return 1
+	}
+	return 0
+}
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
@@ -135,7 +149,9 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 //     else multiplies;
 //   - barriers: fwd 4 per block (K, then V, each written and read), dQ and
 //     dK/dV 2; none outside the block loops (owned strips go straight
-//     between device memory and registers);
+//     between device memory and registers, and owned blocks kept in
+//     threadgroup memory are published by the first block's barrier), but
+//     one before the loop in a _qdotg dQ (its Delta reads the dO tile);
 //   - threadgroup_bytes: the tiles of the input dtype with rows padded by
 //     16 bytes (ld = bd + 16/es): fwd bk·ld (bk·ld + bq·ld for a _qtg kernel:
 //     the Q block too), dQ 2·bk·ld, dK/dV 2·bq·ld plus the block's LSE and
@@ -148,9 +164,14 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 //     writes its Q block once per threadgroup (bq·bd·es) and each simdgroup
 //     reads its R strips' nb Q fragments once per K block (strip_abt_tile:
 //     one per strip and head-dim step, shared by the step's bk/8 products),
-//     the K/V fragments once per simdgroup whatever R; dK/dV also writes
-//     the bq LSE and Delta floats and dkv_scores reads both only for the
-//     visible scores of the owned block's 32·bq;
+//     the K/V fragments once per simdgroup whatever R; a backward kernel
+//     with n owned operands in threadgroup memory (tgOperands) writes each
+//     32-row block once per threadgroup (32·bd·es) and every simdgroup
+//     reads its nb fragments of each once per streamed block, in place of
+//     the register strip (strip_qkt: S, and dP for the second); a _qdotg
+//     dQ also reads its dO tile once per element inside [N, D] for Delta;
+//     dK/dV also writes the bq LSE and Delta floats and dkv_scores reads
+//     both only for the visible scores of the owned block's 32·bq;
 //   - device bytes: the owned strips read and the outputs written once per
 //     element inside [N, D] (per lane, guarded); each visited tile's rows
 //     present times D elements (a packed load reads the same bytes as the
@@ -199,19 +220,28 @@ func wantCounters(t *testing.T, c countersCase, p metalkern.Pass) metalkern.Coun
 	case "bwd_dq":
 		bq, bk, bd := tiles(t, p.Kernel)
 		nb := bd / 8
-		tgBytes = es * 2 * bk * (bd + 16/es)
+		ntg := tgOperands(p.Kernel) // Q (and dO) blocks in threadgroup memory
+		tgBytes = es * (2*bk + ntg*bq) * (bd + 16/es)
 		for q0 := 0; q0 < c.Nq; q0 += bq {
 			kend, blocks := c.Nk, 0
 			if c.causal {
 				kend = min(c.Nk, q0+bq)
 			}
+			traffic += ntg * bq * bd * es // the owned blocks written
+			if ntg == 2 {
+				traffic += rows(q0, bq, c.Nq) * c.D * es // Delta's reads of the dO tile
+			}
 			for k0 := 0; k0 < kend; k0 += bk {
 				blocks++
 				mma += 4 * 3 * (bk / 8) * nb // S, dP, dQ += dS K
-				traffic += 2*bk*bd*es + 4*3*(bk/8)*nb*frag
+				traffic += 2*bk*bd*es + 4*3*(bk/8)*nb*frag + 4*ntg*nb*frag
 				device += 2 * rows(k0, bk, c.Nk) * c.D * es
 			}
-			barriers = max(barriers, 2*blocks)
+			extra := 0
+			if ntg == 2 {
+				extra = 1 // the barrier publishing the Q and dO blocks
+			}
+			barriers = max(barriers, 2*blocks+extra)
 		}
 		// Q, dO and O read (O once per element, by strip_row_dot), dQ written;
 		// all 4 lanes of a row read its LSE, its leader lane writes its Delta.
@@ -219,12 +249,14 @@ func wantCounters(t *testing.T, c countersCase, p metalkern.Pass) metalkern.Coun
 	case "bwd_dkv":
 		bq, bk, bd := tiles(t, p.Kernel)
 		nb := bd / 8
-		tgBytes = es*2*bq*(bd+16/es) + 4*2*bq
+		ntg := tgOperands(p.Kernel) // K (and V) blocks in threadgroup memory
+		tgBytes = es*(2*bq+ntg*bk)*(bd+16/es) + 4*2*bq
 		for k0 := 0; k0 < c.Nk; k0 += bk {
 			qstart, blocks := 0, 0
 			if c.causal {
 				qstart = k0 / bq * bq
 			}
+			traffic += ntg * bk * bd * es // the owned blocks written
 			for q0 := qstart; q0 < c.Nq; q0 += bq {
 				blocks++
 				mma += 4 * 4 * (bq / 8) * nb // S^T, dP^T, dV += P^T dO, dK += dS^T Q
@@ -236,7 +268,7 @@ func wantCounters(t *testing.T, c countersCase, p metalkern.Pass) metalkern.Coun
 						}
 					}
 				}
-				traffic += 2*bq*bd*es + 4*4*(bq/8)*nb*frag + 4*2*bq + 2*4*visible
+				traffic += 2*bq*bd*es + 4*4*(bq/8)*nb*frag + 4*ntg*nb*frag + 4*2*bq + 2*4*visible
 				n := rows(q0, bq, c.Nq)
 				device += 2*n*c.D*es + 8*n // Q and dO; the LSE and Delta of the rows present
 			}
@@ -310,8 +342,9 @@ func TestCountersRunnerAttention(t *testing.T) {
 		// Edge tiles everywhere (guarded element loads): D below its bucket, ragged Nq and Nk.
 		{1, 1, 40, 72, 48, npy.Float16, false},
 		{1, 1, 72, 40, 64, npy.Float32, true},
-		{1, 1, 40, 48, 100, npy.Float16, true}, // the f16 bd128 _qtg forward on an edge Q tile
-		{1, 1, 96, 72, 40, npy.Float32, true},  // the f32 bq64 forward: a full and an edge 64-row block
+		{1, 1, 40, 48, 100, npy.Float16, true},  // the f16 bd128 _qtg forward on an edge Q tile
+		{1, 1, 96, 72, 40, npy.Float32, true},   // the f32 bq64 forward: a full and an edge 64-row block
+		{1, 1, 64, 48, 128, npy.Float16, false}, // the f16 bd128 _qdotg dQ and _kvtg dK/dV on full tiles
 	}
 	base := len(cases)
 	var table []string

@@ -96,18 +96,18 @@ void AttnSession::forward(const FwdBuffers& b) {
 
 void AttnSession::prepare_backward() {
   op_ = "bwd";
-  prepare({kernel_name(Pass::kBwdDq, shape_.dtype, sel_.bucket.dq),
-           kernel_name(Pass::kBwdDkv, shape_.dtype, sel_.bucket.dkv)});
+  prepare({kernel_name(Pass::kBwdDq, shape_.dtype, sel_.bucket.dq(shape_.dtype)),
+           kernel_name(Pass::kBwdDkv, shape_.dtype, sel_.bucket.dkv(shape_.dtype))});
 }
 
 void AttnSession::backward(const BwdBuffers& b) {
   op_ = "bwd";
   // dQ computes Delta = rowsum(dO * O) for its rows and writes it for dK/dV.
-  dispatch(Pass::kBwdDq, sel_.bucket.dq,
+  dispatch(Pass::kBwdDq, sel_.bucket.dq(shape_.dtype),
            {Arg::buf(0, b.q), Arg::buf(1, b.k), Arg::buf(2, b.v), Arg::buf(3, b.o), Arg::buf(4, b.dout),
             Arg::buf(5, b.lse), Arg::buf(6, b.delta), Arg::buf(7, b.dq)},
            {{&b.delta, DType::kF32}, {&b.dq, shape_.dtype}});
-  dispatch(Pass::kBwdDkv, sel_.bucket.dkv,
+  dispatch(Pass::kBwdDkv, sel_.bucket.dkv(shape_.dtype),
            {Arg::buf(0, b.q), Arg::buf(1, b.k), Arg::buf(2, b.v), Arg::buf(3, b.dout), Arg::buf(4, b.lse),
             Arg::buf(5, b.delta), Arg::buf(6, b.dk), Arg::buf(7, b.dv)},
            {{&b.dk, shape_.dtype}, {&b.dv, shape_.dtype}});

@@ -40,7 +40,16 @@ struct Tile {
   // the K/V tile and its fragments are read from there for every K block,
   // instead of each simdgroup caching its Q strip in registers (bd/8 operand
   // fragments per lane). Kernel names end in "_qtg".
+  // dQ: q_tg the same for its owned Q block (S = Q K^T), do_tg (only with
+  // q_tg) also the dO block (dP = dO V^T; Delta summed from that tile): names
+  // end in "_qtg" or "_qdotg". dK/dV: k_tg keeps the owned K block there
+  // (S^T = K Q^T), v_tg (only with k_tg) also the V block (dP^T = V dO^T):
+  // names end in "_ktg" or "_kvtg". An operand not in threadgroup memory is
+  // cached in registers, bd/8 operand fragments per lane.
   bool q_tg = false;
+  bool do_tg = false;
+  bool k_tg = false;
+  bool v_tg = false;
 };
 
 constexpr int kThreadsPerGroup = 128;  // 4 simdgroups x 32 lanes, all kernels
@@ -49,26 +58,41 @@ constexpr int kMaxHeadDim = 256;
 struct Bucket {
   int max_d;  // head dims (previous max_d, max_d] use this bucket; bd == max_d
   Tile fwd_f32, fwd_f16;  // the forward's tile per input dtype
-  Tile dq, dkv;
+  Tile dq_f32, dq_f16;    // the dQ pass's
+  Tile dkv_f32, dkv_f16;  // the dK/dV pass's
   const Tile& fwd(DType dt) const { return dt == DType::kF32 ? fwd_f32 : fwd_f16; }
+  const Tile& dq(DType dt) const { return dt == DType::kF32 ? dq_f32 : dq_f16; }
+  const Tile& dkv(DType dt) const { return dt == DType::kF32 ? dkv_f32 : dkv_f16; }
 };
 
 // Head-dim buckets. fwd: K and V share one BK x bd tile; from bd128 on the Q
 // block sits in threadgroup memory too (q_tg) where both fit in 32 KiB: f16
 // bd128 (8704 + 8704 B), f16 bd256 and f32 bd128 with bk16 (16896 + 8448 B);
-// not f32 bd256 (its Q block alone is 33792 B), which keeps Q in registers.
+// not f32 bd256 (its Q block alone is 33280 B), which keeps Q in registers.
 // f32 at bd <= 64 takes 64-row Q blocks (two 8-row strips per simdgroup, each
 // K/V fragment read once for both) in threadgroup memory: half the fragment
 // reads per output element (bd64: 17408 + 8704 B); f16 keeps bq32 with Q in
 // registers there (4608 B at bd64, inside the 8 KiB goal).
 // dQ: K and V tiles side by side; dK/dV: Q and dO tiles side by side, so the
-// streamed block halves from bd128 on.
+// streamed block halves from bd128 on. From bd128 on the owned operands move
+// to threadgroup memory where they fit next to the streamed tiles:
+//   dQ f16 bd128: Q and dO (8704 + 8704) + K/V bk16 (8704) = 26112 B;
+//   dQ f16 bd256 and f32 bd128: Q (16896) + K/V bk8 (8448) = 25344 B (f32
+//     bd128's K/V block halves from bk16: Q and K/V at bk16 would be 33792 B);
+//   dK/dV f16 bd128: K and V (8704 + 8704) + Q/dO bq16 (8704) + stats 128 = 26240 B;
+//   dK/dV f16 bd256 and f32 bd128: K (16896) + Q/dO bq8 (8448) + stats 64 = 25408 B;
+//   f32 bd256: nothing fits (a 32-row block alone is 33280 B): registers.
 inline const std::vector<Bucket>& buckets() {
+  // Tile: bq, bk, bd, q_tg, do_tg, k_tg, v_tg.
   static const std::vector<Bucket> kBuckets = {
-      {32, {64, 32, 32, true}, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}},
-      {64, {64, 32, 64, true}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}},
-      {128, {32, 16, 128, true}, {32, 32, 128, true}, {32, 16, 128}, {16, 32, 128}},
-      {256, {32, 16, 256}, {32, 16, 256, true}, {32, 8, 256}, {8, 32, 256}},
+      {32, {64, 32, 32, true}, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}, {32, 32, 32}},
+      {64, {64, 32, 64, true}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}, {32, 32, 64}},
+      {128, {32, 16, 128, true}, {32, 32, 128, true},
+       {32, 8, 128, true}, {32, 16, 128, true, true},
+       {8, 32, 128, false, false, true}, {16, 32, 128, false, false, true, true}},
+      {256, {32, 16, 256}, {32, 16, 256, true},
+       {32, 8, 256}, {32, 8, 256, true},
+       {8, 32, 256}, {8, 32, 256, false, false, true}},
   };
   return kBuckets;
 }
@@ -76,7 +100,8 @@ inline const std::vector<Bucket>& buckets() {
 // The one place kernel names are built.
 inline std::string kernel_name(Pass pass, DType dt, const Tile& t) {
   std::string tiles = "_bq" + std::to_string(t.bq) + "_bk" + std::to_string(t.bk) + "_bd" +
-                      std::to_string(t.bd) + (t.q_tg ? "_qtg" : "");
+                      std::to_string(t.bd) + (t.q_tg ? (t.do_tg ? "_qdotg" : "_qtg") : "") +
+                      (t.k_tg ? (t.v_tg ? "_kvtg" : "_ktg") : "");
   switch (pass) {
     case Pass::kFwd:
       return std::string("attn_fwd_") + dtype_tag(dt) + tiles;
@@ -94,7 +119,9 @@ inline int tile_ld(const Tile& t, DType dt) { return t.bd + 16 / int(dtype_size(
 
 // Static threadgroup memory of a kernel, in bytes (same formulas as the
 // kernels): tiles of the input dtype with padded rows (the forward's K/V
-// tile, and its Q block when q_tg); dK/dV adds the block's LSE and Delta
+// tile, and its Q block when q_tg; dQ's K and V tiles and its Q, dO blocks
+// when q_tg, do_tg; dK/dV's Q and dO tiles and its K, V blocks when k_tg,
+// v_tg); dK/dV adds the block's LSE and Delta
 // (float32). dt defaults to float32, the larger.
 inline size_t threadgroup_bytes(Pass pass, const Tile& t, DType dt = DType::kF32) {
   const size_t es = dtype_size(dt);
@@ -103,9 +130,9 @@ inline size_t threadgroup_bytes(Pass pass, const Tile& t, DType dt = DType::kF32
     case Pass::kFwd:
       return es * size_t(t.bk + (t.q_tg ? t.bq : 0)) * ld;
     case Pass::kBwdDq:
-      return es * 2 * size_t(t.bk) * ld;
+      return es * size_t(2 * t.bk + (t.q_tg ? t.bq : 0) + (t.do_tg ? t.bq : 0)) * ld;
     case Pass::kBwdDkv:
-      return es * 2 * size_t(t.bq) * ld + 4 * 2 * size_t(t.bq);
+      return es * size_t(2 * t.bq + (t.k_tg ? t.bk : 0) + (t.v_tg ? t.bk : 0)) * ld + 4 * 2 * size_t(t.bq);
   }
   return 0;
 }
@@ -116,8 +143,8 @@ inline std::vector<std::string> all_kernel_names() {
   for (DType dt : {DType::kF32, DType::kF16}) {
     for (const Bucket& b : buckets()) {
       out.push_back(kernel_name(Pass::kFwd, dt, b.fwd(dt)));
-      out.push_back(kernel_name(Pass::kBwdDq, dt, b.dq));
-      out.push_back(kernel_name(Pass::kBwdDkv, dt, b.dkv));
+      out.push_back(kernel_name(Pass::kBwdDq, dt, b.dq(dt)));
+      out.push_back(kernel_name(Pass::kBwdDkv, dt, b.dkv(dt)));
     }
   }
   return out;
@@ -155,11 +182,20 @@ inline Selection select(const AttnShape& s) {
       sel.ok = true;
       sel.bucket = b;
       const Tile& f = b.fwd(s.dtype);
+      const Tile& dq = b.dq(s.dtype);
+      const Tile& dkv = b.dkv(s.dtype);
       sel.reason = "D=" + std::to_string(s.D) + " in " + std::to_string(lo) + ".." +
                    std::to_string(b.max_d) + " -> bd" + std::to_string(b.max_d) + ": fwd " +
                    dtype_tag(s.dtype) + " bq" + std::to_string(f.bq) + " bk" + std::to_string(f.bk) +
                    (f.q_tg ? " with Q in threadgroup memory" : " with Q in registers") +
-                   ", dQ bk" + std::to_string(b.dq.bk) + ", dK/dV bq" + std::to_string(b.dkv.bq) +
+                   ", dQ bk" + std::to_string(dq.bk) +
+                   (dq.do_tg ? " with Q and dO in threadgroup memory"
+                             : dq.q_tg ? " with Q in threadgroup memory, dO in registers"
+                                       : " with Q and dO in registers") +
+                   ", dK/dV bq" + std::to_string(dkv.bq) +
+                   (dkv.v_tg ? " with K and V in threadgroup memory"
+                             : dkv.k_tg ? " with K in threadgroup memory, V in registers"
+                                        : " with K and V in registers") +
                    " (threadgroup memory <= 32 KiB)";
       return sel;
     }

@@ -78,6 +78,32 @@ inline float strip_row_dot(const device T* src, thread simdgroup_matrix<T, 8, 8>
   return acc;
 }
 
+// The same share with the strip read from a threadgroup tile (the strip's
+// first row at tile, row stride TileLd<T, BD>): the same elements, products
+// and order as strip_row_dot on the fragments load_strip_frags would give.
+template <typename T, int BD>
+inline float strip_row_dot_tile(const device T* src, const threadgroup T* tile, int row0, int n, int d,
+                                uint lane) {
+  constexpr int LD = TileLd<T, BD>::value;
+  const int r = row0 + frag_row(lane);
+  const int c0 = frag_col(lane);
+  const threadgroup T* t = tile + frag_row(lane) * LD;
+  float acc = 0.0f;
+  if (r < n) {
+    #pragma clang loop unroll(full)
+    for (int k = 0; k < BD / 8; ++k) {
+      const int c = k * 8 + c0;
+      if (c < d) {
+        acc += float(src[r * d + c]) * float(t[c]);
+      }
+      if (c + 1 < d) {
+        acc += float(src[r * d + c + 1]) * float(t[c + 1]);
+      }
+    }
+  }
+  return acc;
+}
+
 // Per lane: dst[row0 + r][c] = T(frags * mul) inside [n, d]; mul is this lane's
 // row's factor (1/l for O, the softmax scale for dQ and dK).
 template <typename T, int BD>
