@@ -69,13 +69,7 @@ void Group::configure(const KernelEntry* k, metal::uint3 tpg, metal::uint3 group
   tpg_ = tpg;
   groups_ = groups;
   sched_ = s;
-  unsigned n = tpg.x * tpg.y * tpg.z;
-  unsigned nsg = (n + kSimdWidth - 1) / kSimdWidth;
-  if (n != n_) {
-    sgs_.reset(new Simd[nsg]);
-    n_ = n;
-    nsg_ = nsg;
-  }
+  size_for(tpg.x * tpg.y * tpg.z);
   for (unsigned i = 0; i < nsg_; ++i) {
     sgs_[i].first = i * kSimdWidth;
     sgs_[i].size = std::min(kSimdWidth, n_ - i * kSimdWidth);
@@ -84,22 +78,31 @@ void Group::configure(const KernelEntry* k, metal::uint3 tpg, metal::uint3 group
   tg_used_ = kTgLimit;  // the first group of the dispatch poisons the whole arena
 }
 
+void Group::size_for(unsigned n) {
+  if (n == n_) return;  // the simdgroups (and their storage) are kept while the group size stays
+  nsg_ = (n + kSimdWidth - 1) / kSimdWidth;
+  sgs_.reset(new Simd[nsg_]);
+  n_ = n;
+}
+
+void Group::alloc_store(Simd& sg, bool touch_pages) {
+  sg.store.reset(new MmaStore);  // default-initialised
+  if (touch_pages) {
+    std::memset(static_cast<void*>(sg.store.get()), 0, sizeof(MmaStore));  // every page; arrived = 0
+  } else {
+    for (MmaRec& r : sg.store->rec) r.arrived = 0;  // pages touched as records are used
+  }
+  sg.mma.rec = sg.store->rec;
+  sg.mma.res = sg.store->res;
+}
+
 void Group::reserve(unsigned n) {
   if (mode_ != Mode::kFibers || n == 0 || n > kMaxThreads) return;
-  if (n != n_) {  // configure() keeps these when the dispatch has the same group size
-    nsg_ = (n + kSimdWidth - 1) / kSimdWidth;
-    sgs_.reset(new Simd[nsg_]);
-    n_ = n;
-  }
+  size_for(n);
   // Only full simdgroups: a smaller one fails at its first matrix op
   // (mma_enter, before any allocation), as without this.
   for (unsigned i = 0; (i + 1) * kSimdWidth <= n; ++i) {
-    Simd& sg = sgs_[i];
-    if (sg.store) continue;
-    sg.store.reset(new MmaStore);
-    std::memset(static_cast<void*>(sg.store.get()), 0, sizeof(MmaStore));  // every page touched; arrived = 0
-    sg.mma.rec = sg.store->rec;
-    sg.mma.res = sg.store->res;
+    if (!sgs_[i].store) alloc_store(sgs_[i], true);
   }
 }
 
@@ -423,12 +426,7 @@ void Group::mma_enter(ThreadCtx& c, const char* op) {
   Simd& sg = sgs_[c.simdgroup_index_in_threadgroup];
   const uint32_t n = sg.mma.ops[c.thread_index_in_simdgroup];
   if (sg.size != kSimdWidth) fail(std::string(op) + " in a simdgroup with fewer than 32 threads");
-  if (!sg.store) {
-    sg.store.reset(new MmaStore);  // default-initialised: its pages are touched as records are used
-    for (MmaRec& r : sg.store->rec) r.arrived = 0;
-    sg.mma.rec = sg.store->rec;
-    sg.mma.res = sg.store->res;
-  }
+  if (!sg.store) alloc_store(sg, false);  // not warmed (Group::reserve)
   if (n >= kMaxMmaOps)
     fail("more than " + std::to_string(kMaxMmaOps) + " matrix ops in simdgroup " +
          std::to_string(c.simdgroup_index_in_threadgroup) +

@@ -130,7 +130,7 @@ class Group {
     MmaSimd mma;
     uint32_t mwait = 0, wake_at = 0;
     uint32_t wait_op[kSimdWidth] = {};
-    std::unique_ptr<MmaStore> store;  // allocated at the simdgroup's first matrix op
+    std::unique_ptr<MmaStore> store;  // allocated by reserve() or at the simdgroup's first matrix op
   };
   struct TgAlloc {
     const TgSite* site;
@@ -138,6 +138,11 @@ class Group {
   };
   class Lock;
 
+  // The simdgroups of n-thread groups: made anew only when n changes.
+  void size_for(unsigned n);
+  // sg's deferred-op storage, every record's count zero; touch_pages: all of
+  // it written now (reserve), else paged in as records are used (mma_enter).
+  void alloc_store(Simd& sg, bool touch_pages);
   void release_tg(unsigned me);
   void release_sg(Simd& sg, unsigned me);
   [[noreturn]] void diverge_sg(ThreadCtx& c, const Site& s);
